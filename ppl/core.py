@@ -1,0 +1,294 @@
+"""The runtime: sites, the handler stack, and the primitives.
+
+A primitive call (``sample``, ``observe``, ``param``, ...) builds a ``Site``
+and hands it to the stack of active handlers:
+
+1. ``process``: handlers see the site innermost first; each may set fields
+   (``value``, ``is_observed``, ``scale``, ...) or set ``stop`` so that outer
+   handlers never see it;
+2. the default: a sample site with no value draws from its distribution with
+   the site's ``rng`` (or the global generator), a param site takes its
+   initial value;
+3. ``postprocess``: the same handlers see the finished site again, innermost
+   first and outermost last, so an outer ``trace`` records the final value.
+
+The stack is a tuple in a ``ContextVar``: every thread (and asyncio task) has
+its own, so models running concurrently never see each other's handlers.
+"""
+import contextvars
+import hashlib
+
+import autograd.numpy as anp
+import numpy as np
+
+from .errors import ShapeError, SiteError, SupportError
+
+_STACK = contextvars.ContextVar("ppl_handler_stack", default=())
+_GLOBAL_RNG = [np.random.default_rng()]
+
+
+def set_rng_seed(rng_seed):
+    """Reset the global generator that sites draw from when no ``seed`` handler is active."""
+    _GLOBAL_RNG[0] = np.random.default_rng(rng_seed)
+
+
+def global_rng():
+    return _GLOBAL_RNG[0]
+
+
+def fold_in(rng_seed, *data):
+    """A 63-bit integer seed fixed by ``rng_seed`` and ``data`` alone (a stable digest, not ``hash``).
+
+    Engines derive each step's seed as ``fold_in(rng_seed, step)``.
+    """
+    digest = hashlib.blake2b(repr((rng_seed,) + data).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+class Site:
+    """One primitive call as it travels through the handler stack.
+
+    ``fn`` is the distribution of a sample site and the constraint of a param
+    site; ``args`` holds a param's initial value (or function of a generator)
+    and a plate's ``(size, subsample_size)``. ``scale`` and ``mask`` weight
+    the site's log-density; ``intervened`` marks a value set by ``do``, which
+    is not scored.
+    """
+
+    __slots__ = ("name", "type", "fn", "value", "is_observed", "args", "scale", "mask",
+                 "plates", "infer", "rng", "stop", "intervened", "log_prob")
+
+    def __init__(self, name, type, fn=None, value=None, is_observed=False, args=(), infer=None):
+        self.name = name
+        self.type = type
+        self.fn = fn
+        self.value = value
+        self.is_observed = is_observed
+        self.args = args
+        self.scale = 1.0
+        self.mask = None
+        self.plates = ()
+        self.infer = infer
+        self.rng = None
+        self.stop = False
+        self.intervened = False
+        self.log_prob = None
+
+    @property
+    def is_latent(self):
+        return self.type == "sample" and not self.is_observed and not self.intervened
+
+    def __repr__(self):
+        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in ("name", "type", "fn", "is_observed"))
+        return f"Site({fields})"
+
+
+class Handler:
+    """Base of every effect handler: override ``process`` and/or ``postprocess``.
+
+    A handler is a context manager (``with trace() as tr: model()``) and, given
+    a function, a wrapper (``trace(model)(*args)`` runs ``model`` inside it).
+    """
+
+    def __init__(self, fn=None):
+        self.fn = fn
+
+    def __enter__(self):
+        _STACK.set(_STACK.get() + (self,))
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        stack = _STACK.get()
+        if stack and stack[-1] is self:
+            _STACK.set(stack[:-1])
+        else:  # exited out of order: remove the innermost occurrence
+            i = len(stack) - 1 - stack[::-1].index(self)
+            _STACK.set(stack[:i] + stack[i + 1:])
+        return False
+
+    def process(self, site):
+        pass
+
+    def postprocess(self, site):
+        pass
+
+    def __call__(self, *args, **kwargs):
+        if self.fn is None:
+            raise TypeError(f"{type(self).__name__} was created without a function to wrap")
+        with self:
+            return self.fn(*args, **kwargs)
+
+
+def apply_stack(site):
+    """Send ``site`` through the active handlers (see the module docstring) and return it."""
+    stack = _STACK.get()
+    lowest = 0
+    for i in range(len(stack) - 1, -1, -1):
+        stack[i].process(site)
+        if site.stop:
+            lowest = i
+            break
+    if site.value is None:
+        _default(site)
+    for i in range(len(stack) - 1, lowest - 1, -1):
+        stack[i].postprocess(site)
+    return site
+
+
+def _default(site):
+    rng = site.rng if site.rng is not None else _GLOBAL_RNG[0]
+    if site.type == "sample":
+        site.value = site.fn.sample(rng)
+    elif site.type == "param":
+        init = site.args[0]
+        site.value = init(rng) if callable(init) else init
+    elif site.type == "plate":
+        size, subsample_size = site.args
+        site.value = rng.choice(size, subsample_size, replace=False)
+
+
+# ---------------------------------------------------------------- primitives
+
+
+def sample(name, fn, sample_shape=(), infer=None):
+    """A random variable named ``name`` with distribution ``fn``.
+
+    Its value comes from a handler (``condition``, ``replace``, a guide) or is
+    drawn. ``sample_shape`` adds independent leading batch axes.
+    """
+    if sample_shape:
+        fn = fn.expand(tuple(sample_shape) + fn.batch_shape)
+    if not _STACK.get():
+        return fn.sample(_GLOBAL_RNG[0])
+    return apply_stack(Site(name, "sample", fn, infer=infer)).value
+
+
+def observe(name, fn, value, infer=None):
+    """A random variable with a fixed, observed ``value``; returns the value (or a handler's)."""
+    if value is None:
+        raise SiteError(f"observe({name!r}): value is None; use sample() for a latent variable", name)
+    if not _STACK.get():
+        return value
+    return apply_stack(Site(name, "sample", fn, value, is_observed=True, infer=infer)).value
+
+
+def param(name, init, constraint=None):
+    """A learnable array (or dict of arrays), initialised from ``init``: a value or ``f(rng)``.
+
+    Engines supply its value; the value lives in ``constraint`` (real by default).
+    """
+    if not _STACK.get():
+        return init(_GLOBAL_RNG[0]) if callable(init) else init
+    return apply_stack(Site(name, "param", constraint, args=(init,))).value
+
+
+def deterministic(name, value):
+    """Record a value derived from other sites in the trace (it is not scored)."""
+    if not _STACK.get():
+        return value
+    return apply_stack(Site(name, "deterministic", value=value)).value
+
+
+def factor(name, log_weight):
+    """Add ``log_weight`` (an array, summed) to the log joint."""
+    if _STACK.get():
+        apply_stack(Site(name, "factor", value=log_weight))
+
+
+def site_log_prob(site):
+    """The (scaled, masked) log-density array of a sample or factor site; cached in ``site.log_prob``.
+
+    A value whose log-density does not have the distribution's batch shape
+    (the silent ``(N, 1)`` against ``(N,)`` broadcast) is a ``ShapeError``
+    naming the site; a value outside the support a ``SiteError``.
+    """
+    if site.log_prob is not None:
+        return site.log_prob
+    if site.type == "factor":
+        lp = site.value
+    else:
+        fn = site.fn
+        try:
+            lp = fn.log_prob(site.value)
+        except SiteError:
+            raise
+        except ValueError as err:  # the distribution's own check: name the site too
+            raise SupportError(f"site {site.name!r}: {err}", site.name) from err
+        lp_shape = anp.shape(lp)
+        if lp_shape != fn.batch_shape:
+            raise ShapeError(
+                f"site {site.name!r}: value of shape {anp.shape(site.value)} gives log_prob of shape "
+                f"{lp_shape}, but the distribution {type(fn).__name__} has batch_shape {fn.batch_shape} "
+                f"and event_shape {fn.event_shape}"
+                + (f" (inside {', '.join(map(repr, site.plates))})" if site.plates else ""), site.name)
+    if site.mask is not None:
+        lp = anp.where(site.mask, lp, 0.0)
+    if site.scale is not None and not (type(site.scale) is float and site.scale == 1.0):
+        lp = lp * site.scale
+    site.log_prob = lp
+    return lp
+
+
+class plate(Handler):
+    """Conditional independence along one array axis of the batch.
+
+    ``with plate("data", N) as idx:`` broadcasts every sample site inside to
+    size ``N`` at batch axis ``dim`` (counted from the right of the batch
+    shape). With ``subsample_size=M`` it yields ``M`` random indices (a
+    ``plate`` site, seeded like any other and replaceable to feed chosen
+    minibatches) and multiplies log-densities by ``N / M``, so a minibatch
+    estimates the full-data log joint without bias.
+    """
+
+    def __init__(self, name, size, subsample_size=None, dim=-1):
+        if not isinstance(dim, int) or dim >= 0:
+            raise ValueError(f"plate {name!r}: dim must be a negative int, got {dim!r}")
+        if int(size) != size or size < 0:
+            raise ValueError(f"plate {name!r}: size must be a non-negative int, got {size!r}")
+        subsample_size = size if subsample_size is None else subsample_size
+        if not 0 <= subsample_size <= size:
+            raise ValueError(f"plate {name!r}: subsample_size={subsample_size} must lie in [0, size={size}]")
+        super().__init__()
+        self.name, self.size, self.subsample_size, self.dim = name, int(size), int(subsample_size), dim
+        self.scale = self.size / self.subsample_size if self.subsample_size else 1.0
+
+    def __enter__(self):
+        if self.subsample_size < self.size:
+            site = Site(self.name, "plate", args=(self.size, self.subsample_size))
+            indices = apply_stack(site).value if _STACK.get() else _GLOBAL_RNG[0].choice(
+                self.size, self.subsample_size, replace=False)
+            indices = np.asarray(indices)
+            if indices.shape != (self.subsample_size,):
+                raise ShapeError(f"plate {self.name!r}: subsample indices have shape {indices.shape}, "
+                                 f"expected ({self.subsample_size},)", self.name)
+        else:
+            indices = np.arange(self.size)
+        super().__enter__()
+        return indices
+
+    def process(self, site):
+        if site.type == "sample":
+            site.fn = broadcast_to_plate(site.fn, self.subsample_size, self.dim, self.name, site.name)
+        elif site.type != "factor":
+            return
+        site.plates = site.plates + (self,)
+        if self.scale != 1.0:
+            site.scale = site.scale * self.scale
+
+    def __repr__(self):
+        return f"plate({self.name!r}, {self.size}, subsample_size={self.subsample_size}, dim={self.dim})"
+
+
+def broadcast_to_plate(fn, size, dim, plate_name, site_name):
+    """``fn`` with its batch shape broadcast to ``size`` at batch axis ``dim``."""
+    batch = fn.batch_shape
+    if len(batch) < -dim:
+        batch = (1,) * (-dim - len(batch)) + batch
+    i = len(batch) + dim
+    if batch[i] == size:
+        return fn if batch == fn.batch_shape else fn.expand(batch)
+    if batch[i] != 1:
+        raise ShapeError(
+            f"site {site_name!r}: batch_shape {fn.batch_shape} has size {batch[i]} at dim {dim}, "
+            f"but plate {plate_name!r} there has size {size}", site_name)
+    return fn.expand(batch[:i] + (size,) + batch[i + 1:])

@@ -1,0 +1,12 @@
+"""Inference from the handlers alone: one SVI core, MAP and ADVI front-ends, predictive checks, evidence."""
+from .autoguide import AutoDelta, AutoGuide, AutoMultivariateNormal, AutoNormal
+from .elbo import Trace_ELBO, TraceMeanField_ELBO
+from .evidence import log_evidence
+from .predictive import Predictive, predictive_check
+from .svi import ADVI, MAP, SVI, ADVIResult, MAPResult, SVIResult, SVIState
+
+__all__ = [
+    "ADVI", "ADVIResult", "AutoDelta", "AutoGuide", "AutoMultivariateNormal", "AutoNormal", "MAP", "MAPResult",
+    "Predictive", "SVI", "SVIResult", "SVIState", "TraceMeanField_ELBO", "Trace_ELBO", "log_evidence",
+    "predictive_check",
+]

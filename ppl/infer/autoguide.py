@@ -1,0 +1,303 @@
+"""Guides built automatically from one trace of the model.
+
+Each latent site of the model gets guide parameters in the unconstrained
+space: a site with support S is drawn as ``u`` on R^n and placed at
+``T(u)`` with ``T = biject_to(S)``, and ``log q`` gains ``-log|det dT/du|``
+(a ``Delta`` site carrying that log-density). A site with real support is
+drawn directly.
+
+- ``AutoDelta``: a point per site, in the model's own space (MAP).
+- ``AutoNormal``: mean-field Gaussian, ``scale = softplus(raw)``.
+- ``AutoMultivariateNormal``: one full-rank Gaussian over all sites,
+  ``scale_tril`` with a softplus diagonal.
+"""
+import autograd.numpy as anp
+import numpy as np
+
+from ..core import param, sample
+from ..distributions import MultivariateNormal, Normal
+from ..distributions.delta import Delta
+from ..distributions.transforms import IdentityTransform, biject_to
+from ..errors import GuideStructureError
+from ..handlers import seed, trace
+
+
+def softplus(x):
+    return anp.logaddexp(0.0, x)
+
+
+def inverse_softplus(y):
+    return y + np.log(-np.expm1(-y))
+
+
+class SitePrototype:
+    """What a guide needs to know about one latent site of the model."""
+
+    def __init__(self, site):
+        self.name = site.name
+        self.fn = site.fn
+        self.shape = tuple(np.shape(site.value))
+        self.event_dim = len(site.fn.event_shape)
+        self.batch_shape = self.shape[:len(self.shape) - self.event_dim]
+        self.support = site.fn.support
+        self.transform = biject_to(self.support)
+        self.is_identity = isinstance(self.transform, IdentityTransform)
+        event = self.shape[len(self.batch_shape):]
+        inverse_shape = getattr(self.transform, "inverse_shape", None)
+        self.unconstrained_event = tuple(inverse_shape(event)) if inverse_shape and event else event
+        self.unconstrained_shape = self.batch_shape + self.unconstrained_event
+        self.size = int(np.prod(self.unconstrained_shape, dtype=int))
+        self.dtype = np.result_type(site.value) if np.issubdtype(np.result_type(site.value), np.floating) \
+            else np.float64
+
+    def constrain(self, u):
+        """``T(u)`` and ``log|det dT/du|`` summed over the site's event axes."""
+        value = self.transform(u)
+        if self.is_identity:
+            return value, 0.0
+        log_det = self.transform.log_abs_det_jacobian(u, value)
+        extra = self.event_dim - self.transform.event_dim
+        if extra > 0:
+            log_det = anp.sum(log_det, axis=tuple(range(-extra, 0)))
+        return value, log_det
+
+
+def init_uniform(proto, rng, radius=2.0):
+    """Uniform in (-radius, radius) in the unconstrained space (Stan's default)."""
+    return rng.uniform(-radius, radius, proto.unconstrained_shape).astype(proto.dtype)
+
+
+def _initial_unconstrained(strategy, proto, rng):
+    if isinstance(strategy, dict):
+        if proto.name not in strategy:
+            return init_uniform(proto, rng)
+        value = np.asarray(strategy[proto.name], dtype=proto.dtype)
+        if value.shape != proto.shape:
+            value = np.broadcast_to(value, proto.shape)
+        return np.asarray(proto.transform.inv(value), dtype=proto.dtype)
+    if strategy == "uniform":
+        return init_uniform(proto, rng)
+    if strategy == "median":  # the median of a few prior draws, per coordinate
+        draws = proto.fn.sample(rng, (15,))
+        return np.asarray(proto.transform.inv(np.median(draws, axis=0)), dtype=proto.dtype)
+    if strategy == "mean":
+        return np.asarray(proto.transform.inv(np.broadcast_to(proto.fn.mean, proto.shape)), dtype=proto.dtype)
+    if callable(strategy):
+        return np.asarray(proto.transform.inv(strategy(proto.name, proto.fn, rng)), dtype=proto.dtype)
+    raise ValueError(f"init_loc_fn must be 'uniform', 'median', 'mean', a dict or a function; got {strategy!r}")
+
+
+class AutoGuide:
+    """Base: on its first call the guide traces the model once and keeps a prototype per latent site."""
+
+    def __init__(self, model, init_loc_fn="uniform"):
+        if not (isinstance(init_loc_fn, dict) or callable(init_loc_fn)
+                or init_loc_fn in ("uniform", "median", "mean")):
+            raise ValueError(f"{type(self).__name__}: unknown init_loc_fn {init_loc_fn!r}; "
+                             "use 'uniform', 'median', 'mean', a dict of site values or a function")
+        self.model = model
+        self.init_loc_fn = init_loc_fn
+        self.prototypes = None
+
+    def setup(self, *args, **kwargs):
+        """Trace the model once (its params at their initial values) and record its latent sites."""
+        model_trace = trace(seed(self.model, 0)).get_trace(*args, **kwargs)
+        self.prototypes = {}
+        for site in model_trace.values():
+            if not site.is_latent:
+                continue
+            if not (type(site.scale) is float and site.scale == 1.0) and site.plates:
+                raise GuideStructureError(
+                    f"{type(self).__name__}: site {site.name!r} is inside a subsampled plate "
+                    f"{site.plates}; autoguides need the full data there (write a guide for minibatches)")
+            self.prototypes[site.name] = SitePrototype(site)
+        if isinstance(self.init_loc_fn, dict):
+            unknown = sorted(set(self.init_loc_fn) - set(self.prototypes))
+            if unknown:
+                raise GuideStructureError(f"{type(self).__name__}: init_loc_fn names {unknown}, which are not "
+                                          f"latent sites of the model ({sorted(self.prototypes)})")
+
+    def __call__(self, *args, **kwargs):
+        if self.prototypes is None:
+            self.setup(*args, **kwargs)
+        return self.draw(*args, **kwargs)
+
+    def init_loc(self, proto):
+        return lambda rng: _initial_unconstrained(self.init_loc_fn, proto, rng)
+
+    # Posterior summaries in the model's own space, from fitted params.
+    def median(self, params):
+        return {name: self._unconstrained_point(params, proto) for name, proto in self.prototypes.items()}
+
+    def mean(self, params, num_samples=2000, rng_seed=0):
+        return self._moments(params, num_samples, rng_seed)[0]
+
+    def std(self, params, num_samples=2000, rng_seed=0):
+        return self._moments(params, num_samples, rng_seed)[1]
+
+    def sample_posterior(self, params, num_samples, rng_seed=0):
+        """``num_samples`` joint draws per site, shape ``(num_samples,) + site shape``, vectorized."""
+        rng = np.random.default_rng(rng_seed)
+        draws = self._sample_unconstrained(params, num_samples, rng)
+        return {name: np.asarray(proto.constrain(draws[name])[0]) for name, proto in self.prototypes.items()}
+
+    def _unconstrained_point(self, params, proto):
+        return np.asarray(proto.transform(self._loc(params, proto)))
+
+    def _moments(self, params, num_samples, rng_seed):
+        means, stds = {}, {}
+        closed = self._gaussian_moments(params)
+        draws = None
+        for name, proto in self.prototypes.items():
+            if proto.is_identity and closed is not None:
+                means[name], stds[name] = closed[name]
+                continue
+            if draws is None:
+                draws = self.sample_posterior(params, num_samples, rng_seed)
+            means[name], stds[name] = draws[name].mean(0), draws[name].std(0)
+        return means, stds
+
+    def _gaussian_moments(self, params):
+        return None
+
+
+class AutoDelta(AutoGuide):
+    """A point mass per latent site, a param in the site's own constrained space.
+
+    With it the ELBO is the log joint at the point, so SVI is MAP: the mode of
+    the posterior density in the model's parameterization (no Jacobian).
+    """
+
+    def draw(self, *args, **kwargs):
+        values = {}
+        for name, proto in self.prototypes.items():
+            init_u = self.init_loc(proto)
+            point = param(f"{name}.loc", lambda rng, p=proto, f=init_u: np.asarray(p.transform(f(rng))),
+                          constraint=proto.support)
+            values[name] = sample(name, Delta(point, event_dim=proto.event_dim))
+        return values
+
+    def _loc(self, params, proto):
+        return proto.transform.inv(params[f"{proto.name}.loc"])
+
+    def _unconstrained_point(self, params, proto):
+        return np.asarray(params[f"{proto.name}.loc"])
+
+    def _gaussian_moments(self, params):
+        return {name: (np.asarray(params[f"{name}.loc"]), np.zeros(proto.shape))
+                for name, proto in self.prototypes.items()}
+
+    def _sample_unconstrained(self, params, num_samples, rng):
+        return {name: np.broadcast_to(self._loc(params, p), (num_samples,) + p.unconstrained_shape)
+                for name, p in self.prototypes.items()}
+
+    def _moments(self, params, num_samples, rng_seed):
+        closed = self._gaussian_moments(params)
+        return {n: m for n, (m, s) in closed.items()}, {n: s for n, (m, s) in closed.items()}
+
+
+class AutoNormal(AutoGuide):
+    """Mean-field Gaussian in the unconstrained space: ``u ~ Normal(loc, softplus(raw))``.
+
+    ``init_scale_raw=-4`` starts every scale at softplus(-4) ~ 0.018, the
+    course's initialisation.
+    """
+
+    def __init__(self, model, init_loc_fn="uniform", init_scale_raw=-4.0):
+        super().__init__(model, init_loc_fn)
+        self.init_scale_raw = float(init_scale_raw)
+
+    def draw(self, *args, **kwargs):
+        values = {}
+        for name, proto in self.prototypes.items():
+            loc = param(f"{name}.loc", self.init_loc(proto))
+            raw = param(f"{name}.scale_raw", np.full(proto.unconstrained_shape, self.init_scale_raw, proto.dtype))
+            q = Normal(loc, softplus(raw)).to_event(len(proto.unconstrained_event))
+            values[name] = _place(name, proto, q)
+        return values
+
+    def _loc(self, params, proto):
+        return params[f"{proto.name}.loc"]
+
+    def _gaussian_moments(self, params):
+        return {name: (np.asarray(params[f"{name}.loc"]), np.asarray(softplus(params[f"{name}.scale_raw"])))
+                for name in self.prototypes}
+
+    def _sample_unconstrained(self, params, num_samples, rng):
+        out = {}
+        for name, proto in self.prototypes.items():
+            loc, scale = np.asarray(params[f"{name}.loc"]), np.asarray(softplus(params[f"{name}.scale_raw"]))
+            out[name] = loc + scale * rng.standard_normal((num_samples,) + loc.shape).astype(loc.dtype)
+        return out
+
+
+class AutoMultivariateNormal(AutoGuide):
+    """One full-rank Gaussian over every latent site, flattened in the unconstrained space.
+
+    ``u ~ MultivariateNormal(loc, scale_tril=L)`` with ``L`` lower-triangular
+    and its diagonal ``softplus(raw)``; each site takes its slice of ``u``.
+    """
+
+    def __init__(self, model, init_loc_fn="uniform", init_scale_raw=-4.0):
+        super().__init__(model, init_loc_fn)
+        self.init_scale_raw = float(init_scale_raw)
+
+    def draw(self, *args, **kwargs):
+        protos = list(self.prototypes.values())
+        dim = sum(p.size for p in protos)
+        dtype = np.result_type(*[p.dtype for p in protos]) if protos else np.float64
+        loc = param("auto.loc", lambda rng: np.concatenate(
+            [self.init_loc(p)(rng).ravel() for p in protos]).astype(dtype))
+        raw = param("auto.scale_tril_raw", np.diag(np.full(dim, self.init_scale_raw, dtype)))
+        u = sample("_auto_latent", MultivariateNormal(loc, scale_tril=self._scale_tril(raw)),
+                   infer={"is_auxiliary": True})
+        lead, offset, values = anp.shape(u)[:-1], 0, {}
+        for proto in protos:
+            piece = u[..., offset:offset + proto.size]
+            offset += proto.size
+            # The particle plate puts u at (P, 1, ..., 1, D): keep the leading axes the site lacks.
+            target = lead[:max(len(lead) - len(proto.batch_shape), 0)] + proto.unconstrained_shape
+            value, log_det = proto.constrain(anp.reshape(piece, target))
+            values[proto.name] = sample(proto.name, Delta(value, -log_det, event_dim=proto.event_dim))
+        return values
+
+    @staticmethod
+    def _scale_tril(raw):
+        return anp.tril(raw, -1) + anp.diag(softplus(anp.diag(raw)))
+
+    def scale_tril(self, params):
+        return np.asarray(self._scale_tril(params["auto.scale_tril_raw"]))
+
+    def covariance(self, params):
+        """The covariance of ``u`` in the unconstrained space, sites in trace order."""
+        tril = self.scale_tril(params)
+        return tril @ tril.T
+
+    def _slices(self):
+        offset = 0
+        for name, proto in self.prototypes.items():
+            yield name, proto, slice(offset, offset + proto.size)
+            offset += proto.size
+
+    def _loc(self, params, proto):
+        dict_slices = {n: s for n, _, s in self._slices()}
+        return np.reshape(params["auto.loc"][dict_slices[proto.name]], proto.unconstrained_shape)
+
+    def _gaussian_moments(self, params):
+        loc, std = np.asarray(params["auto.loc"]), np.sqrt(np.diag(self.covariance(params)))
+        return {name: (loc[s].reshape(p.unconstrained_shape), std[s].reshape(p.unconstrained_shape))
+                for name, p, s in self._slices()}
+
+    def _sample_unconstrained(self, params, num_samples, rng):
+        loc = np.asarray(params["auto.loc"])
+        draws = loc + rng.standard_normal((num_samples, loc.size)).astype(loc.dtype) @ self.scale_tril(params).T
+        return {name: draws[:, s].reshape((num_samples,) + p.unconstrained_shape) for name, p, s in self._slices()}
+
+
+def _place(name, proto, q):
+    """Sample the site from ``q`` directly, or through an auxiliary draw and ``T`` for a constrained support."""
+    if proto.is_identity:
+        return sample(name, q)
+    u = sample(f"{name}.unconstrained", q, infer={"is_auxiliary": True})
+    value, log_det = proto.constrain(u)
+    return sample(name, Delta(value, -log_det, event_dim=proto.event_dim))
