@@ -15,6 +15,7 @@ and hands it to the stack of active handlers:
 The stack is a tuple in a ``ContextVar``: every thread (and asyncio task) has
 its own, so models running concurrently never see each other's handlers.
 """
+import contextlib
 import contextvars
 import hashlib
 
@@ -119,6 +120,16 @@ class Handler:
             return self.fn(*args, **kwargs)
 
 
+@contextlib.contextmanager
+def isolated():
+    """Run a block with no active handlers (a guide tracing its model while being traced itself)."""
+    token = _STACK.set(())
+    try:
+        yield
+    finally:
+        _STACK.reset(token)
+
+
 def apply_stack(site):
     """Send ``site`` through the active handlers (see the module docstring) and return it."""
     stack = _STACK.get()
@@ -143,8 +154,13 @@ def _default(site):
         init = site.args[0]
         site.value = init(rng) if callable(init) else init
     elif site.type == "plate":
-        size, subsample_size = site.args
-        site.value = rng.choice(size, subsample_size, replace=False)
+        site.value = _plate_indices(rng, *site.args)
+
+
+def _plate_indices(rng, size, subsample_size):
+    if subsample_size == size:
+        return np.arange(size)
+    return rng.choice(size, subsample_size, replace=False)
 
 
 # ---------------------------------------------------------------- primitives
@@ -222,7 +238,11 @@ def site_log_prob(site):
                 f"and event_shape {fn.event_shape}"
                 + (f" (inside {', '.join(map(repr, site.plates))})" if site.plates else ""), site.name)
     if site.mask is not None:
-        lp = anp.where(site.mask, lp, 0.0)
+        masked = anp.where(site.mask, lp, 0.0)
+        if anp.shape(masked) != anp.shape(lp):
+            raise ShapeError(f"site {site.name!r}: mask of shape {anp.shape(site.mask)} does not fit the "
+                             f"log_prob's shape {anp.shape(lp)}", site.name)
+        lp = masked
     if site.scale is not None and not (type(site.scale) is float and site.scale == 1.0):
         lp = lp * site.scale
     site.log_prob = lp
@@ -253,16 +273,14 @@ class plate(Handler):
         self.scale = self.size / self.subsample_size if self.subsample_size else 1.0
 
     def __enter__(self):
-        if self.subsample_size < self.size:
-            site = Site(self.name, "plate", args=(self.size, self.subsample_size))
-            indices = apply_stack(site).value if _STACK.get() else _GLOBAL_RNG[0].choice(
-                self.size, self.subsample_size, replace=False)
-            indices = np.asarray(indices)
+        if _STACK.get():
+            site = apply_stack(Site(self.name, "plate", args=(self.size, self.subsample_size)))
+            indices = np.asarray(site.value)
             if indices.shape != (self.subsample_size,):
                 raise ShapeError(f"plate {self.name!r}: subsample indices have shape {indices.shape}, "
                                  f"expected ({self.subsample_size},)", self.name)
         else:
-            indices = np.arange(self.size)
+            indices = _plate_indices(_GLOBAL_RNG[0], self.size, self.subsample_size)
         super().__enter__()
         return indices
 

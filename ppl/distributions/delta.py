@@ -9,7 +9,7 @@ import autograd.numpy as np
 from autograd.tracer import getval
 
 from . import constraints
-from .distribution import Distribution
+from .distribution import Distribution, broadcast_to
 
 
 class Delta(Distribution):
@@ -29,12 +29,12 @@ class Delta(Distribution):
 
     def sample(self, rng, sample_shape=()):
         shape = tuple(sample_shape) + np.shape(self.v)
-        return self.v if shape == np.shape(self.v) else np.broadcast_to(self.v, shape)
+        return broadcast_to(self.v, shape)
 
     def log_prob(self, value):
         lp = self.log_density
         if np.shape(lp) != self.batch_shape:
-            lp = np.broadcast_to(lp, self.batch_shape)
+            lp = broadcast_to(lp, self.batch_shape)
         if value is self.v:  # the guide's own draw, the common case
             return lp
         return lp + np.where(_equal(value, self.v, self.event_dim), 0.0, -np.inf)

@@ -18,6 +18,16 @@ def promote_shapes(*args):
     return arrays, np.broadcast_shapes(*(np.shape(a) for a in arrays))
 
 
+def broadcast_to(x, shape):
+    """``np.broadcast_to`` that autograd can differentiate when it adds leading axes."""
+    x_shape = np.shape(x)
+    if x_shape == tuple(shape):
+        return x
+    if len(x_shape) < len(shape):
+        x = np.reshape(x, (1,) * (len(shape) - len(x_shape)) + x_shape)
+    return np.broadcast_to(x, shape)
+
+
 class Distribution:
     """Base class: subclasses set ``arg_constraints``, ``support`` and the methods.
 
@@ -211,35 +221,35 @@ class Expanded(Distribution):
         # Axes where the base has size 1 but the target is larger need fresh draws too.
         inner_target = self.batch_shape[extra:]
         grow = tuple(t if b == 1 and t != 1 else 1 for b, t in zip(self.base.batch_shape, inner_target))
+        if all(g == 1 for g in grow):
+            return self.base.sample(rng, sample_shape + lead)
         draws = self.base.sample(rng, sample_shape + lead + grow)
-        if any(g != 1 for g in grow):
-            # draws: sample + lead + grow + base_batch + event; fold grow into base_batch.
-            n_s, n_l, n_g = len(sample_shape), len(lead), len(grow)
-            ev = len(self.event_shape)
-            head = draws.shape[: n_s + n_l]
-            g_axes = list(range(n_s + n_l, n_s + n_l + n_g))
-            b_axes = list(range(n_s + n_l + n_g, n_s + n_l + 2 * n_g))
-            e_axes = list(range(n_s + n_l + 2 * n_g, n_s + n_l + 2 * n_g + ev))
-            order = list(range(n_s + n_l)) + [a for pair in zip(g_axes, b_axes) for a in pair] + e_axes
-            draws = np.transpose(draws, order)
-            draws = np.reshape(draws, head + inner_target + self.event_shape)
+        # draws: sample + lead + grow + base_batch + event; fold grow into base_batch.
+        n_s, n_l, n_g = len(sample_shape), len(lead), len(grow)
+        ev = len(self.event_shape)
+        head = draws.shape[: n_s + n_l]
+        g_axes = list(range(n_s + n_l, n_s + n_l + n_g))
+        b_axes = list(range(n_s + n_l + n_g, n_s + n_l + 2 * n_g))
+        e_axes = list(range(n_s + n_l + 2 * n_g, n_s + n_l + 2 * n_g + ev))
+        order = list(range(n_s + n_l)) + [a for pair in zip(g_axes, b_axes) for a in pair] + e_axes
+        draws = np.transpose(draws, order)
+        draws = np.reshape(draws, head + inner_target + self.event_shape)
         return draws
 
     def log_prob(self, value):
         lp = self.base.log_prob(value)
-        shape = np.broadcast_shapes(np.shape(lp), self.batch_shape)
-        return np.broadcast_to(lp, shape) if np.shape(lp) != shape else lp
+        return broadcast_to(lp, np.broadcast_shapes(np.shape(lp), self.batch_shape))
 
     @property
     def mean(self):
-        return np.broadcast_to(self.base.mean, self.batch_shape + self.event_shape)
+        return broadcast_to(self.base.mean, self.batch_shape + self.event_shape)
 
     @property
     def variance(self):
-        return np.broadcast_to(self.base.variance, self.batch_shape + self.event_shape)
+        return broadcast_to(self.base.variance, self.batch_shape + self.event_shape)
 
     def entropy(self):
-        return np.broadcast_to(self.base.entropy(), self.batch_shape)
+        return broadcast_to(self.base.entropy(), self.batch_shape)
 
     def expand(self, batch_shape):
         return self.base.expand(batch_shape)

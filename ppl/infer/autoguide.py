@@ -14,7 +14,7 @@ drawn directly.
 import autograd.numpy as anp
 import numpy as np
 
-from ..core import param, sample
+from ..core import isolated, param, sample
 from ..distributions import MultivariateNormal, Normal
 from ..distributions.delta import Delta
 from ..distributions.transforms import IdentityTransform, biject_to
@@ -101,7 +101,8 @@ class AutoGuide:
 
     def setup(self, *args, **kwargs):
         """Trace the model once (its params at their initial values) and record its latent sites."""
-        model_trace = trace(seed(self.model, 0)).get_trace(*args, **kwargs)
+        with isolated():  # the guide may itself be running under handlers
+            model_trace = trace(seed(self.model, 0)).get_trace(*args, **kwargs)
         self.prototypes = {}
         for site in model_trace.values():
             if not site.is_latent:

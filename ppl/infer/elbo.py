@@ -16,6 +16,7 @@ import autograd.numpy as anp
 
 from ..core import fold_in, plate, site_log_prob
 from ..distributions.delta import Delta
+from ..distributions.distribution import broadcast_to
 from ..distributions.kl import kl_divergence
 from ..errors import NoClosedFormError, PPLError
 from ..handlers import replace, seed, trace
@@ -128,7 +129,7 @@ class Trace_ELBO:
             self._plans[key] = max_batch_ndim(*run_guide_and_model(model, guide, params, rng_seed, args, kwargs))
         nd = self._plans[key]
         traces = run_guide_and_model(model, guide, params, rng_seed, args, kwargs, n, -(nd + 1))
-        return anp.broadcast_to(score(*traces, particle_reducer(n, nd)), (n,))
+        return broadcast_to(score(*traces, particle_reducer(n, nd)), (n,))
 
     def _looped(self, n, rng_seed, params, model, guide, args, kwargs, score):
         terms = []
