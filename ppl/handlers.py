@@ -367,6 +367,10 @@ class scale(Handler):
 class mask(Handler):
     """Drop the log-density terms where ``mask`` is False (missing data); values are still drawn.
 
+    ``mask`` is a boolean array for every sample site below, or a dict
+    ``{site name: boolean array}`` to mask only those sites (e.g. the missing
+    entries of an observed array, leaving the latents alone).
+
         >>> import numpy as np, ppl, ppl.distributions as dist
         >>> model = lambda: ppl.observe("x", dist.Normal(np.zeros(2), 1.0), np.zeros(2))
         >>> lp = trace(mask(model, np.array([True, False]))).get_trace().log_prob_sum()
@@ -375,11 +379,17 @@ class mask(Handler):
     """
 
     def __init__(self, fn=None, mask=True):
-        if np.asarray(mask).dtype != bool:
-            raise TypeError(f"mask: mask must be boolean, got dtype {np.asarray(mask).dtype}")
+        masks = mask if isinstance(mask, dict) else {None: mask}
+        for name, m in masks.items():
+            if np.asarray(m).dtype != bool:
+                raise TypeError(f"mask: mask{'' if name is None else f' for site {name!r}'} must be boolean, "
+                                f"got dtype {np.asarray(m).dtype}")
         super().__init__(fn)
         self.mask = mask
 
     def process(self, site):
-        if site.type == "sample":
-            site.mask = self.mask if site.mask is None else site.mask & self.mask
+        if site.type != "sample":
+            return
+        m = self.mask.get(site.name) if isinstance(self.mask, dict) else self.mask
+        if m is not None:
+            site.mask = m if site.mask is None else site.mask & m
