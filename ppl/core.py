@@ -211,6 +211,11 @@ def factor(name, log_weight):
         apply_stack(Site(name, "factor", value=log_weight))
 
 
+def sum_all(x):
+    """``x`` summed to a scalar (scalars pass through: no array call on the common scalar path)."""
+    return anp.sum(x) if getattr(x, "shape", ()) != () else x
+
+
 def site_log_prob(site):
     """The (scaled, masked) log-density array of a sample or factor site; cached in ``site.log_prob``.
 
@@ -230,7 +235,7 @@ def site_log_prob(site):
             raise
         except ValueError as err:  # the distribution's own check: name the site too
             raise SupportError(f"site {site.name!r}: {err}", site.name) from err
-        lp_shape = anp.shape(lp)
+        lp_shape = lp.shape if hasattr(lp, "shape") else ()
         if lp_shape != fn.batch_shape:
             raise ShapeError(
                 f"site {site.name!r}: value of shape {anp.shape(site.value)} gives log_prob of shape "

@@ -22,7 +22,7 @@ import hashlib
 import autograd.numpy as anp
 import numpy as np
 
-from .core import Handler, site_log_prob
+from .core import Handler, site_log_prob, sum_all
 from .errors import DuplicateSiteError, MissingValueError, UnknownSiteError
 
 
@@ -34,7 +34,7 @@ class Trace(dict):
         total = 0.0
         for site in self.values():
             if _is_scored(site):
-                total = total + anp.sum(site_log_prob(site))
+                total = total + sum_all(site_log_prob(site))
         return total
 
     def compute_log_prob(self):
@@ -242,7 +242,7 @@ class _LogJoint(Handler):
             raise DuplicateSiteError(f"two sites named {site.name!r} in one run of the model", site.name)
         self.names.add(site.name)
         if _is_scored(site):
-            self.total = self.total + anp.sum(site_log_prob(site))
+            self.total = self.total + sum_all(site_log_prob(site))
 
 
 def log_joint(fn):

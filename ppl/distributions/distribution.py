@@ -7,15 +7,52 @@ of shape ``sample_shape + batch_shape``. Every method is written with
 reparameterized families) samples.
 """
 import autograd.numpy as np
+import numpy as onp
 from autograd.tracer import getval
 
 from . import constraints
 
+_SCALARS = (float, int)
+
+
+def broadcast_shapes(*shapes):
+    """``np.broadcast_shapes`` with a fast path for the common cases (all equal, or scalars and one shape)."""
+    first = shapes[0]
+    if all(s == first for s in shapes):
+        return first
+    nonscalar = [s for s in shapes if s != ()]
+    if all(s == nonscalar[0] for s in nonscalar):
+        return nonscalar[0]
+    return onp.broadcast_shapes(*shapes)
+
 
 def promote_shapes(*args):
-    """Arrays for ``args`` (kept as they are when already arrays or boxes) and their broadcast shape."""
-    arrays = [a if hasattr(a, "shape") and hasattr(a, "dtype") else np.asarray(a, dtype=float) for a in args]
-    return arrays, np.broadcast_shapes(*(np.shape(a) for a in arrays))
+    """The parameters, ready for math, and their broadcast shape.
+
+    Arrays and autograd boxes are kept as they are; Python ints and floats
+    become Python floats, which NumPy treats as weakly typed, so a float32
+    array combined with them stays float32. Anything else becomes an array.
+    """
+    params, shapes = [], []
+    for a in args:
+        kind = type(a)
+        if kind is float or kind is int or kind is bool:
+            params.append(float(a))
+            continue
+        shape = getattr(a, "shape", None)
+        if shape is None:
+            a = onp.asarray(a)
+            if not onp.issubdtype(a.dtype, onp.floating):
+                a = a.astype(float)
+            shape = a.shape
+        params.append(a)
+        shapes.append(shape)
+    return params, (broadcast_shapes(*shapes) if shapes else ())
+
+
+def dtype_of(*params):
+    """The floating dtype the parameters compute in (float32 stays float32)."""
+    return onp.result_type(*(getval(p) for p in params))
 
 
 def broadcast_to(x, shape):
@@ -52,20 +89,32 @@ class Distribution:
             value = getattr(self, name, None)
             if value is None:
                 continue
+            if type(value) is float:  # the fast path: no arrays for a scalar check
+                if not constraint.check(value):
+                    raise ValueError(f"{type(self).__name__}: parameter {name!r} must be {constraint}; "
+                                     f"got {value!r}")
+                continue
             value = getval(value)
-            ok = constraint.check(np.asarray(value))
-            if not np.all(ok):
+            ok = constraint.check(onp.asarray(value))
+            if not _all(ok):
                 raise ValueError(
                     f"{type(self).__name__}: parameter {name!r} must be {constraint}; "
                     f"got {_describe_bad(value, ok)}"
                 )
 
     def _validate_sample(self, value):
-        ok = self.support.check(np.asarray(getval(value)))
-        if not np.all(ok):
+        if type(value) is not float:
+            value = getval(value)
+        if type(value) is float:
+            if not self.support.check(value):
+                raise ValueError(f"{type(self).__name__}.log_prob: value outside the support {self.support}; "
+                                 f"got {value!r}")
+            return
+        ok = self.support.check(onp.asarray(value))
+        if not _all(ok):
             raise ValueError(
                 f"{type(self).__name__}.log_prob: value outside the support {self.support}; "
-                f"got {_describe_bad(getval(value), ok)}"
+                f"got {_describe_bad(value, ok)}"
             )
 
     def shape(self, sample_shape=()):
@@ -114,11 +163,15 @@ class Distribution:
         return f"{type(self).__name__}(batch_shape={self.batch_shape}, event_shape={self.event_shape})"
 
 
+def _all(ok):
+    return ok.all() if isinstance(ok, onp.ndarray) else bool(ok)
+
+
 def _describe_bad(value, ok):
-    value, ok = np.asarray(value), np.asarray(ok)
+    value, ok = onp.asarray(value), onp.asarray(ok)
     if value.ndim == 0:
         return repr(value.item())
-    bad = np.argwhere(~np.broadcast_to(ok, value.shape[: ok.ndim] if ok.ndim else ()))
+    bad = onp.argwhere(~onp.broadcast_to(ok, value.shape[: ok.ndim] if ok.ndim else ()))
     first = tuple(int(i) for i in bad[0]) if len(bad) else ()
     return f"{value[first] if first else value.ravel()[0]!r} at index {first} (array of shape {value.shape})"
 
@@ -195,7 +248,7 @@ class Expanded(Distribution):
     def __init__(self, base, batch_shape):
         batch_shape = tuple(batch_shape)
         try:
-            new = np.broadcast_shapes(base.batch_shape, batch_shape)
+            new = onp.broadcast_shapes(base.batch_shape, batch_shape)
         except ValueError:
             new = None
         if new != batch_shape:
@@ -238,7 +291,7 @@ class Expanded(Distribution):
 
     def log_prob(self, value):
         lp = self.base.log_prob(value)
-        return broadcast_to(lp, np.broadcast_shapes(np.shape(lp), self.batch_shape))
+        return broadcast_to(lp, broadcast_shapes(np.shape(lp), self.batch_shape))
 
     @property
     def mean(self):

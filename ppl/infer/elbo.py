@@ -18,7 +18,7 @@ from ..core import fold_in, plate, site_log_prob
 from ..distributions.delta import Delta
 from ..distributions.distribution import broadcast_to
 from ..distributions.kl import kl_divergence
-from ..errors import NoClosedFormError, PPLError
+from ..errors import GuideStructureError, NoClosedFormError, PPLError
 from ..handlers import replace, seed, trace
 
 PARTICLES = "_particles"
@@ -42,7 +42,25 @@ def run_guide_and_model(model, guide, params, rng_seed, args, kwargs, num_partic
             if site.type == "plate" or site.type == "sample" and not site.is_observed:
                 values[name] = site.value
         model_trace = trace(seed(replace(model, values, strict=False), rng_seed)).get_trace(*args, **kwargs)
+    check_structure(guide_trace, model_trace)
     return guide_trace, model_trace
+
+
+def check_structure(guide_trace, model_trace):
+    """Every latent of the model has a guide site, and every guide latent is a site of the model.
+
+    A model whose sites change between runs (data-dependent control flow)
+    fails here with the site named, not later with a KeyError.
+    """
+    for name, site in model_trace.items():
+        if site.is_latent and name not in guide_trace:
+            raise GuideStructureError(f"model latent site {name!r} has no site in the guide (guide sites: "
+                                      f"{[n for n, s in guide_trace.items() if s.type == 'sample']}); the model's "
+                                      "sites may depend on its inputs, or the guide misses it")
+    for name, site in guide_trace.items():
+        if site.is_latent and not is_aux(site) and name not in model_trace:
+            raise GuideStructureError(f"guide site {name!r} is not a site of the model (model sites: "
+                                      f"{[n for n, s in model_trace.items() if s.type == 'sample']})")
 
 
 def max_batch_ndim(*traces):

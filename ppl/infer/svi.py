@@ -35,6 +35,7 @@ class SVIState:
         self.constraints = constraints
         self.grad = np.zeros_like(flat.buffer)
         self._grad_views = _views_of(flat, self.grad)
+        self.previous = None  # the parameters before the last step, whose loss was finite
 
     def copy(self):
         optim_state = {k: np.array(v, copy=True) for k, v in self.optim_state.items()}
@@ -175,6 +176,9 @@ class SVI:
             view[...] = g
         if not (math.isfinite(loss) and np.all(np.isfinite(state.grad))):
             raise self._non_finite(state, loss, grads, args, kwargs)
+        if state.previous is None:
+            state.previous = np.empty_like(state.flat.buffer)
+        np.copyto(state.previous, state.flat.buffer)
         state.optim_state = self.optimizer.step(state.flat.buffer, state.grad, state.optim_state)
         state.step += 1
         return state, loss
@@ -209,8 +213,12 @@ class SVI:
         if not where and math.isfinite(loss):
             bad = [p for p, g in zip(state.flat.paths, grads) if not np.all(np.isfinite(g))]
             where = f"the gradient of param {'.'.join(map(str, bad[0]))!r} is not finite" if bad else ""
-        err = NonFiniteError(f"step {state.step}: loss is {loss}" + (f"; {where}" if where else ""), state.step)
-        err.state = state
+        err = NonFiniteError(f"step {state.step}: loss is {loss}" + (f"; {where}" if where else "")
+                             + "; err.state holds the last parameters with a finite loss", state.step)
+        err.state = state.copy()
+        if state.previous is not None:  # step back to the parameters whose loss was finite
+            err.state.flat.buffer[...] = state.previous
+            err.state.step -= 1
         return err
 
 
