@@ -40,7 +40,7 @@ def main(argv=None):
     x_seen = np.where(hidden, 0.0, x)  # any finite filler: masked terms are not scored
 
     model = mask(condition(probabilistic_pca, {"x": x_seen}), {"x": ~hidden})
-    result = ADVI(model, "meanfield", Adam(0.05), num_particles=2).run(args.steps, *sizes, rng_seed=args.seed)
+    result = ADVI(model, "meanfield", Adam(0.05), num_particles=2).run(args.steps, *sizes, rng_seed=args.seed + 1)
     draws = Predictive(probabilistic_pca, guide=result.guide, params=result.params, num_samples=args.samples,
                        return_sites=["x"])(args.seed + 2, *sizes)["x"]
     imputed = draws.mean(0)

@@ -72,9 +72,11 @@ def fit(x_train, args):
     sizes = (args.data_dim, args.latent_dim, args.num_datapoints, args.stddv)
     model = condition(probabilistic_pca, {"x": x_train})
     ones = {"w": np.ones((args.data_dim, args.latent_dim)), "z": np.ones((args.latent_dim, args.num_datapoints))}
-    map_result = MAP(model, Adam(0.05), init_loc_fn=ones).run(args.map_steps, *sizes, rng_seed=args.seed)
+    # Each use of randomness gets its own seed: seed(model, s) keys draws by (s, site name), so reusing the
+    # data's seed for inference would reuse the very noise that made the data.
+    map_result = MAP(model, Adam(0.05), init_loc_fn=ones).run(args.map_steps, *sizes, rng_seed=args.seed + 1)
     advi_result = ADVI(model, "meanfield", Adam(0.05), init_loc_fn=ones, init_scale_raw=-4.0, entropy="mc").run(
-        args.advi_steps, *sizes, rng_seed=args.seed)
+        args.advi_steps, *sizes, rng_seed=args.seed + 2)
     return map_result, advi_result
 
 
@@ -110,12 +112,12 @@ def main(argv=None):
     print(w_std)
 
     # Criticism: the model run forward with its latents replaced by fitted values.
-    x_map, _ = seed(replace(probabilistic_pca, {"w": w_map, "z": z_map}), args.seed + 1)(*sizes)
-    x_advi, _ = seed(replace(probabilistic_pca, {"w": w_mean, "z": advi_result.mean["z"]}), args.seed + 1)(*sizes)
+    x_map, _ = seed(replace(probabilistic_pca, {"w": w_map, "z": z_map}), args.seed + 3)(*sizes)
+    x_advi, _ = seed(replace(probabilistic_pca, {"w": w_mean, "z": advi_result.mean["z"]}), args.seed + 3)(*sizes)
 
     # Posterior predictive check: replicated data sets from the ADVI posterior.
     replicated = Predictive(probabilistic_pca, guide=advi_result.guide, params=advi_result.params,
-                            num_samples=args.ppc_samples, return_sites=["x"])(args.seed, *sizes)["x"]
+                            num_samples=args.ppc_samples, return_sites=["x"])(args.seed + 4, *sizes)["x"]
     t_obs, t_rep, p_values = predictive_check(sample_covariance, x_train, replicated)
 
     # Ground truth and the closed-form answer.
@@ -172,12 +174,14 @@ def save_figures(out, x_train, x_map, x_advi, energy, neg_elbo, t_obs, t_rep):
         ax.legend(markerscale=5)
         ax.set_title(f"criticism: {title}")
         save(fig, name)
-    fig, axes = plt.subplots(1, t_rep.shape[1], figsize=(3 * t_rep.shape[1], 2.8))
-    for i, ax in enumerate(np.atleast_1d(axes)):
-        ax.hist(t_rep[:, i], bins=30, color="0.7")
-        ax.axvline(t_obs[i], color="C3")
-        ax.set_title(f"S[{i // int(np.sqrt(t_rep.shape[1]))},{i % int(np.sqrt(t_rep.shape[1]))}]")
-    fig.suptitle("posterior predictive check: X X'/N (red: observed)")
+    d = int(round(np.sqrt(t_rep.shape[1])))
+    entries = [(i, j) for i in range(d) for j in range(i, d)]  # S is symmetric
+    fig, axes = plt.subplots(1, len(entries), figsize=(3 * len(entries), 2.8), squeeze=False)
+    for ax, (i, j) in zip(axes[0], entries):
+        ax.hist(t_rep[:, i * d + j], bins=30, color="0.7")
+        ax.axvline(t_obs[i * d + j], color="C3")
+        ax.set_title(f"S[{i},{j}] = (X X'/N)[{i},{j}]")
+    fig.suptitle("posterior predictive check (red: observed data)", y=1.04)
     save(fig, "ppca_ppc.png")
     return paths
 

@@ -94,7 +94,7 @@ Y = X @ np.array([1.0, -2.0, 0.5]) + 0.5 * RNG.normal(size=40)
 def regression(features, targets, noise=0.5):
     beta = sample("beta", dist.Normal(np.zeros(3), 1.0).to_event(1))
     with plate("data", len(targets)):
-        observe("y", dist.Normal(np.sum(features * beta[..., None, :], -1), noise), targets)
+        observe("y", dist.Normal(np.sum(features * beta, -1), noise), targets)
 
 
 def regression_posterior(noise=0.5):
@@ -105,7 +105,7 @@ def regression_posterior(noise=0.5):
 
 def test_fullrank_advi_matches_exact_posterior():
     mean, cov, _ = regression_posterior()
-    result = ADVI(regression, "fullrank", Adam(0.02), num_particles=16).run(3000, X, Y, rng_seed=0)
+    result = ADVI(regression, "fullrank", Adam(0.01), num_particles=64).run(2000, X, Y, rng_seed=0)
     cov_q = result.guide.covariance(result.params)
     assert np.allclose(result.mean["beta"], mean, atol=0.05 * np.sqrt(np.diag(cov)).max() + 0.01)
     assert np.allclose(cov_q, cov, atol=0.1 * np.abs(cov).max())
@@ -113,7 +113,7 @@ def test_fullrank_advi_matches_exact_posterior():
 
 def test_meanfield_variances_are_inverse_precision_diagonal():
     mean, cov, precision = regression_posterior()
-    result = ADVI(regression, "meanfield", Adam(0.02), num_particles=16).run(3000, X, Y, rng_seed=0)
+    result = ADVI(regression, "meanfield", Adam(0.01), num_particles=64).run(2000, X, Y, rng_seed=0)
     var = result.std["beta"] ** 2
     assert np.allclose(var, 1 / np.diag(precision), rtol=0.1)
     assert np.all(var < np.diag(cov))  # the known under-dispersion
@@ -193,8 +193,11 @@ def test_analytic_entropy_and_kl_elbos_agree_in_expectation():
 
 
 def test_analytic_entropy_names_site_without_one():
+    class Unknown(dist.Normal):  # a family with no closed-form entropy
+        entropy = dist.Distribution.entropy
+
     def guide():
-        sample("mu", dist.StudentT(3.0, param("loc", 0.0), 1.0))
+        sample("mu", Unknown(param("loc", 0.0), 1.0))
 
     def model():
         sample("mu", dist.Normal(0.0, 1.0))

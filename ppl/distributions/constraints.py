@@ -113,7 +113,7 @@ class _LowerCholesky(Constraint):
     def check(self, x):
         x = np.asarray(x)
         upper_zero = np.all(np.triu(x, 1) == 0, axis=(-2, -1))
-        return upper_zero & np.all(np.diagonal(x, axis1=-2, axis2=-1) > 0, axis=-1)
+        return upper_zero & np.all(np.diagonal(x, axis1=-1, axis2=-2) > 0, axis=-1)
 
     def __repr__(self):
         return "lower_cholesky"

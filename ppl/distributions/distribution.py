@@ -65,6 +65,13 @@ def broadcast_to(x, shape):
     return np.broadcast_to(x, shape)
 
 
+def where(condition, x, y):
+    """``np.where`` whose gradient has the shape of ``x`` and ``y``: autograd's own does not sum
+    over the axes it broadcast, so parameters are broadcast explicitly first."""
+    shape = broadcast_shapes(np.shape(condition), np.shape(x), np.shape(y))
+    return np.where(condition, broadcast_to(x, shape), broadcast_to(y, shape))
+
+
 class Distribution:
     """Base class: subclasses set ``arg_constraints``, ``support`` and the methods.
 

@@ -264,7 +264,7 @@ class AutoMultivariateNormal(AutoGuide):
 
     @staticmethod
     def _scale_tril(raw):
-        return anp.tril(raw, -1) + anp.diag(softplus(anp.diag(raw)))
+        return anp.tril(raw, -1) + anp.eye(raw.shape[-1]) * softplus(anp.diagonal(raw, axis1=-1, axis2=-2))
 
     def scale_tril(self, params):
         return np.asarray(self._scale_tril(params["auto.scale_tril_raw"]))

@@ -28,7 +28,8 @@ class NotVectorizable(PPLError):
     """The model's log-densities did not broadcast along the particle axis."""
 
 
-def run_guide_and_model(model, guide, params, rng_seed, args, kwargs, num_particles=1, particle_dim=None):
+def run_guide_and_model(model, guide, params, rng_seed, args, kwargs, num_particles=1, particle_dim=None,
+                        check=True):
     """Trace the guide, then the model with latents (and subsample indices) from the guide.
 
     Both run under the same seed, so a subsampled ``plate`` draws the same
@@ -42,7 +43,8 @@ def run_guide_and_model(model, guide, params, rng_seed, args, kwargs, num_partic
             if site.type == "plate" or site.type == "sample" and not site.is_observed:
                 values[name] = site.value
         model_trace = trace(seed(replace(model, values, strict=False), rng_seed)).get_trace(*args, **kwargs)
-    check_structure(guide_trace, model_trace)
+    if check:
+        check_structure(guide_trace, model_trace)
     return guide_trace, model_trace
 
 
@@ -134,7 +136,7 @@ class Trace_ELBO:
         if self.vectorize and self._plans.get(key) != "loop":
             try:
                 return self._vectorized(key, n, rng_seed, params, model, guide, args, kwargs, score)
-            except (NotVectorizable, ValueError, IndexError) as err:
+            except (NotVectorizable, ValueError, IndexError, TypeError) as err:
                 looped = self._looped(n, rng_seed, params, model, guide, args, kwargs, score)
                 self._plans[key] = "loop"  # the loop worked: the model just does not broadcast
                 warnings.warn(f"model does not broadcast over particles ({type(err).__name__}: {err}); "

@@ -61,7 +61,7 @@ class Predictive:
         if self.vectorize:
             try:
                 return self._vectorized(rng_seed, args, kwargs)
-            except (ValueError, IndexError) as err:
+            except (ValueError, IndexError, TypeError) as err:
                 warnings.warn(f"model does not broadcast over samples ({type(err).__name__}: {err}); looping",
                               stacklevel=2)
         return self._looped(rng_seed, args, kwargs)
@@ -70,7 +70,8 @@ class Predictive:
         """One unvectorized run: each site's own shape and the deepest batch."""
         first = {name: v[0] for name, v in self.posterior_samples.items()}
         if self.guide is not None:
-            guide_trace, model_trace = run_guide_and_model(self.model, self.guide, self.params, rng_seed, args, kwargs)
+            guide_trace, model_trace = run_guide_and_model(self.model, self.guide, self.params, rng_seed, args, kwargs,
+                                                           check=False)
             traces = (guide_trace, model_trace)
         else:
             model_trace = trace(seed(replace(_resample_observed(self.model), {**self.params, **first},
@@ -91,7 +92,7 @@ class Predictive:
             values[name] = v.reshape((n,) + (1,) * (nd - site_batch) + v.shape[1:])
         with plate(PARTICLES, n, dim=dim):
             if self.guide is not None:
-                guide_trace = trace(seed(replace(self.guide, self.params, strict=False), rng_seed)
+                guide_trace = trace(seed(replace(self.guide, self.params, strict=False), fold_in(rng_seed, "guide"))
                                     ).get_trace(*args, **kwargs)
                 values.update({k: s.value for k, s in guide_trace.items()
                                if (s.type == "sample" and not s.is_observed and not is_aux(s)) or s.type == "plate"})
@@ -114,7 +115,7 @@ class Predictive:
             values.update({name: v[k] for name, v in self.posterior_samples.items()})
             seed_k = fold_in(rng_seed, k)
             if self.guide is not None:
-                guide_trace = trace(seed(replace(self.guide, self.params, strict=False), seed_k)
+                guide_trace = trace(seed(replace(self.guide, self.params, strict=False), fold_in(seed_k, "guide"))
                                     ).get_trace(*args, **kwargs)
                 values.update({n: s.value for n, s in guide_trace.items() if s.is_latent and not is_aux(s)})
             model_trace = trace(seed(replace(_resample_observed(self.model), values, strict=False),

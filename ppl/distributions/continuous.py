@@ -1,0 +1,411 @@
+"""Univariate continuous families.
+
+Each stores its parameters as given (arrays stay arrays, autograd boxes stay
+boxes, Python floats stay weakly typed so float32 stays float32) and
+broadcasts them in the math. Reparameterized draws transform standard noise
+with the parameters, so autograd differentiates a draw w.r.t. them.
+"""
+import autograd.numpy as np
+from autograd.scipy.special import betaln, digamma, gammaln
+
+from . import constraints
+from .distribution import Distribution, broadcast_shapes, broadcast_to, dtype_of, promote_shapes, where
+
+LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)
+LOG_PI = np.log(np.pi)
+
+
+def _noise(rng, kind, shape, dtype):
+    """Standard noise of ``shape`` in ``dtype`` (a scalar when shape is ())."""
+    dtype = dtype if dtype in (np.float32, np.float64) else np.float64
+    shape = shape or None  # a Python float for a scalar draw: cheaper than a 0-d array
+    if kind == "normal":
+        draw = rng.standard_normal(shape, dtype=dtype)
+    elif kind == "uniform":
+        draw = rng.random(shape, dtype=dtype)
+    elif kind == "exponential":
+        draw = rng.standard_exponential(shape, dtype=dtype)
+    else:
+        raise ValueError(kind)
+    return draw
+
+
+class Normal(Distribution):
+    """p(x) = exp(-(x - loc)^2 / (2 scale^2)) / (scale sqrt(2 pi))."""
+
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
+    support = constraints.real
+    has_rsample = True
+
+    def __init__(self, loc=0.0, scale=1.0, validate_args=True):
+        (self.loc, self.scale), batch_shape = promote_shapes(loc, scale)
+        super().__init__(batch_shape, (), validate_args)
+
+    def sample(self, rng, sample_shape=()):
+        shape = tuple(sample_shape) + self.batch_shape
+        return self.loc + self.scale * _noise(rng, "normal", shape, dtype_of(self.loc, self.scale))
+
+    def log_prob(self, value):
+        if self.validate_args:
+            self._validate_sample(value)
+        z = (value - self.loc) / self.scale
+        return _full(-0.5 * z * z - np.log(self.scale) - LOG_SQRT_2PI, self.batch_shape)
+
+    @property
+    def mean(self):
+        return broadcast_to(self.loc, self.batch_shape)
+
+    @property
+    def variance(self):
+        return broadcast_to(self.scale**2, self.batch_shape)
+
+    def entropy(self):
+        return broadcast_to(0.5 + LOG_SQRT_2PI + np.log(self.scale), self.batch_shape)
+
+
+class LogNormal(Distribution):
+    """log x ~ Normal(loc, scale)."""
+
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
+    support = constraints.positive
+    has_rsample = True
+
+    def __init__(self, loc=0.0, scale=1.0, validate_args=True):
+        (self.loc, self.scale), batch_shape = promote_shapes(loc, scale)
+        super().__init__(batch_shape, (), validate_args)
+
+    def sample(self, rng, sample_shape=()):
+        shape = tuple(sample_shape) + self.batch_shape
+        return np.exp(self.loc + self.scale * _noise(rng, "normal", shape, dtype_of(self.loc, self.scale)))
+
+    def log_prob(self, value):
+        if self.validate_args:
+            self._validate_sample(value)
+        inside = value > 0
+        log_x = np.log(where(inside, value, 1.0))
+        z = (log_x - self.loc) / self.scale
+        lp = -0.5 * z * z - np.log(self.scale) - LOG_SQRT_2PI - log_x
+        return _full(where(inside, lp, -np.inf), self.batch_shape)
+
+    @property
+    def mean(self):
+        return broadcast_to(np.exp(self.loc + 0.5 * self.scale**2), self.batch_shape)
+
+    @property
+    def variance(self):
+        s2 = self.scale**2
+        return broadcast_to(np.expm1(s2) * np.exp(2 * self.loc + s2), self.batch_shape)
+
+    def entropy(self):
+        return broadcast_to(0.5 + LOG_SQRT_2PI + np.log(self.scale) + self.loc, self.batch_shape)
+
+
+class HalfNormal(Distribution):
+    """|x| of Normal(0, scale): p(x) = 2 N(x; 0, scale) on x >= 0."""
+
+    arg_constraints = {"scale": constraints.positive}
+    support = constraints.nonnegative
+    has_rsample = True
+
+    def __init__(self, scale=1.0, validate_args=True):
+        (self.scale,), batch_shape = promote_shapes(scale)
+        super().__init__(batch_shape, (), validate_args)
+
+    def sample(self, rng, sample_shape=()):
+        shape = tuple(sample_shape) + self.batch_shape
+        return self.scale * np.abs(_noise(rng, "normal", shape, dtype_of(self.scale)))
+
+    def log_prob(self, value):
+        if self.validate_args:
+            self._validate_sample(value)
+        z = value / self.scale
+        lp = np.log(2.0) - 0.5 * z * z - np.log(self.scale) - LOG_SQRT_2PI
+        return _full(where(value >= 0, lp, -np.inf), self.batch_shape)
+
+    @property
+    def mean(self):
+        return broadcast_to(self.scale * np.sqrt(2 / np.pi), self.batch_shape)
+
+    @property
+    def variance(self):
+        return broadcast_to(self.scale**2 * (1 - 2 / np.pi), self.batch_shape)
+
+    def entropy(self):
+        return broadcast_to(0.5 * np.log(np.pi / 2) + 0.5 + np.log(self.scale), self.batch_shape)
+
+
+class Exponential(Distribution):
+    """p(x) = rate exp(-rate x) on x >= 0."""
+
+    arg_constraints = {"rate": constraints.positive}
+    support = constraints.nonnegative
+    has_rsample = True
+
+    def __init__(self, rate=1.0, validate_args=True):
+        (self.rate,), batch_shape = promote_shapes(rate)
+        super().__init__(batch_shape, (), validate_args)
+
+    def sample(self, rng, sample_shape=()):
+        shape = tuple(sample_shape) + self.batch_shape
+        return _noise(rng, "exponential", shape, dtype_of(self.rate)) / self.rate
+
+    def log_prob(self, value):
+        if self.validate_args:
+            self._validate_sample(value)
+        lp = np.log(self.rate) - self.rate * where(value >= 0, value, 0.0)
+        return _full(where(value >= 0, lp, -np.inf), self.batch_shape)
+
+    @property
+    def mean(self):
+        return broadcast_to(1.0 / self.rate, self.batch_shape)
+
+    @property
+    def variance(self):
+        return broadcast_to(1.0 / self.rate**2, self.batch_shape)
+
+    def entropy(self):
+        return broadcast_to(1.0 - np.log(self.rate), self.batch_shape)
+
+
+class Gamma(Distribution):
+    """p(x) = rate^a x^(a-1) exp(-rate x) / Gamma(a), a = concentration."""
+
+    arg_constraints = {"concentration": constraints.positive, "rate": constraints.positive}
+    support = constraints.positive
+
+    def __init__(self, concentration, rate=1.0, validate_args=True):
+        (self.concentration, self.rate), batch_shape = promote_shapes(concentration, rate)
+        super().__init__(batch_shape, (), validate_args)
+
+    def sample(self, rng, sample_shape=()):
+        from autograd.tracer import getval
+
+        shape = tuple(sample_shape) + self.batch_shape
+        draw = rng.standard_gamma(np.broadcast_to(getval(self.concentration), shape), shape)
+        return (draw / getval(self.rate)).astype(dtype_of(self.concentration, self.rate))
+
+    def log_prob(self, value):
+        if self.validate_args:
+            self._validate_sample(value)
+        a, b = self.concentration, self.rate
+        inside = value > 0
+        x = where(inside, value, 1.0)
+        lp = a * np.log(b) + (a - 1) * np.log(x) - b * x - gammaln(a)
+        return _full(where(inside, lp, -np.inf), self.batch_shape)
+
+    @property
+    def mean(self):
+        return broadcast_to(self.concentration / self.rate, self.batch_shape)
+
+    @property
+    def variance(self):
+        return broadcast_to(self.concentration / self.rate**2, self.batch_shape)
+
+    def entropy(self):
+        a = self.concentration
+        return broadcast_to(a - np.log(self.rate) + gammaln(a) + (1 - a) * digamma(a), self.batch_shape)
+
+
+class Beta(Distribution):
+    """p(x) = x^(a-1) (1-x)^(b-1) / B(a, b), a = concentration1, b = concentration0."""
+
+    arg_constraints = {"concentration1": constraints.positive, "concentration0": constraints.positive}
+    support = constraints.unit_interval
+
+    def __init__(self, concentration1, concentration0, validate_args=True):
+        (self.concentration1, self.concentration0), batch_shape = promote_shapes(concentration1, concentration0)
+        super().__init__(batch_shape, (), validate_args)
+
+    def sample(self, rng, sample_shape=()):
+        from autograd.tracer import getval
+
+        shape = tuple(sample_shape) + self.batch_shape
+        a = np.broadcast_to(getval(self.concentration1), shape)
+        b = np.broadcast_to(getval(self.concentration0), shape)
+        return rng.beta(a, b, shape).astype(dtype_of(self.concentration1, self.concentration0))
+
+    def log_prob(self, value):
+        if self.validate_args:
+            self._validate_sample(value)
+        a, b = self.concentration1, self.concentration0
+        inside = (value > 0) & (value < 1)
+        x = where(inside, value, 0.5)
+        lp = (a - 1) * np.log(x) + (b - 1) * np.log1p(-x) - betaln(a, b)
+        return _full(where(inside, lp, -np.inf), self.batch_shape)
+
+    @property
+    def mean(self):
+        a, b = self.concentration1, self.concentration0
+        return broadcast_to(a / (a + b), self.batch_shape)
+
+    @property
+    def variance(self):
+        a, b = self.concentration1, self.concentration0
+        return broadcast_to(a * b / ((a + b) ** 2 * (a + b + 1)), self.batch_shape)
+
+    def entropy(self):
+        a, b = self.concentration1, self.concentration0
+        total = a + b
+        return broadcast_to(betaln(a, b) - (a - 1) * digamma(a) - (b - 1) * digamma(b)
+                            + (total - 2) * digamma(total), self.batch_shape)
+
+
+class Uniform(Distribution):
+    """p(x) = 1 / (high - low) on (low, high)."""
+
+    arg_constraints = {"low": constraints.real, "high": constraints.real}
+    has_rsample = True
+
+    def __init__(self, low=0.0, high=1.0, validate_args=True):
+        (self.low, self.high), batch_shape = promote_shapes(low, high)
+        if validate_args:
+            from autograd.tracer import getval
+
+            if not np.all(np.asarray(getval(self.high)) > np.asarray(getval(self.low))):
+                raise ValueError("Uniform: parameter 'high' must be greater than 'low'")
+        super().__init__(batch_shape, (), validate_args)
+
+    @property
+    def support(self):
+        return constraints.interval(self.low, self.high)
+
+    def sample(self, rng, sample_shape=()):
+        shape = tuple(sample_shape) + self.batch_shape
+        return self.low + (self.high - self.low) * _noise(rng, "uniform", shape, dtype_of(self.low, self.high))
+
+    def log_prob(self, value):
+        if self.validate_args:
+            self._validate_sample(value)
+        inside = (value > self.low) & (value < self.high)
+        return _full(where(inside, -np.log(self.high - self.low), -np.inf), self.batch_shape)
+
+    @property
+    def mean(self):
+        return broadcast_to((self.low + self.high) / 2, self.batch_shape)
+
+    @property
+    def variance(self):
+        return broadcast_to((self.high - self.low) ** 2 / 12, self.batch_shape)
+
+    def entropy(self):
+        return broadcast_to(np.log(self.high - self.low), self.batch_shape)
+
+
+class Laplace(Distribution):
+    """p(x) = exp(-|x - loc| / scale) / (2 scale)."""
+
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
+    support = constraints.real
+    has_rsample = True
+
+    def __init__(self, loc=0.0, scale=1.0, validate_args=True):
+        (self.loc, self.scale), batch_shape = promote_shapes(loc, scale)
+        super().__init__(batch_shape, (), validate_args)
+
+    def sample(self, rng, sample_shape=()):
+        shape = tuple(sample_shape) + self.batch_shape
+        u = _noise(rng, "uniform", shape, dtype_of(self.loc, self.scale)) - 0.5
+        return self.loc - self.scale * np.sign(u) * np.log1p(-2 * np.abs(u))
+
+    def log_prob(self, value):
+        if self.validate_args:
+            self._validate_sample(value)
+        return _full(-np.abs(value - self.loc) / self.scale - np.log(2 * self.scale), self.batch_shape)
+
+    @property
+    def mean(self):
+        return broadcast_to(self.loc, self.batch_shape)
+
+    @property
+    def variance(self):
+        return broadcast_to(2 * self.scale**2, self.batch_shape)
+
+    def entropy(self):
+        return broadcast_to(1 + np.log(2 * self.scale), self.batch_shape)
+
+
+class StudentT(Distribution):
+    """Student's t with ``df`` degrees of freedom, location ``loc`` and scale ``scale``."""
+
+    arg_constraints = {"df": constraints.positive, "loc": constraints.real, "scale": constraints.positive}
+    support = constraints.real
+    has_rsample = True
+
+    def __init__(self, df, loc=0.0, scale=1.0, validate_args=True):
+        (self.df, self.loc, self.scale), batch_shape = promote_shapes(df, loc, scale)
+        super().__init__(batch_shape, (), validate_args)
+
+    def sample(self, rng, sample_shape=()):
+        from autograd.tracer import getval
+
+        shape = tuple(sample_shape) + self.batch_shape
+        dtype = dtype_of(self.df, self.loc, self.scale)
+        t = rng.standard_t(np.broadcast_to(getval(self.df), shape), shape).astype(dtype)
+        return self.loc + self.scale * t
+
+    def log_prob(self, value):
+        if self.validate_args:
+            self._validate_sample(value)
+        df = self.df
+        z = (value - self.loc) / self.scale
+        lp = (gammaln((df + 1) / 2) - gammaln(df / 2) - 0.5 * np.log(df) - 0.5 * LOG_PI - np.log(self.scale)
+              - (df + 1) / 2 * np.log1p(z * z / df))
+        return _full(lp, self.batch_shape)
+
+    @property
+    def mean(self):
+        return broadcast_to(where(self.df > 1, self.loc, np.nan), self.batch_shape)
+
+    @property
+    def variance(self):
+        df = self.df
+        var = where(df > 2, self.scale**2 * df / where(df > 2, df - 2, 1.0), where(df > 1, np.inf, np.nan))
+        return broadcast_to(var, self.batch_shape)
+
+    def entropy(self):
+        df = self.df
+        h = ((df + 1) / 2 * (digamma((df + 1) / 2) - digamma(df / 2)) + 0.5 * np.log(df) + betaln(df / 2, 0.5)
+             + np.log(self.scale))
+        return broadcast_to(h, self.batch_shape)
+
+
+class Cauchy(Distribution):
+    """p(x) = 1 / (pi scale (1 + ((x - loc) / scale)^2))."""
+
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
+    support = constraints.real
+    has_rsample = True
+
+    def __init__(self, loc=0.0, scale=1.0, validate_args=True):
+        (self.loc, self.scale), batch_shape = promote_shapes(loc, scale)
+        super().__init__(batch_shape, (), validate_args)
+
+    def sample(self, rng, sample_shape=()):
+        shape = tuple(sample_shape) + self.batch_shape
+        u = _noise(rng, "uniform", shape, dtype_of(self.loc, self.scale))
+        return self.loc + self.scale * np.tan(np.pi * (u - 0.5))
+
+    def log_prob(self, value):
+        if self.validate_args:
+            self._validate_sample(value)
+        z = (value - self.loc) / self.scale
+        return _full(-LOG_PI - np.log(self.scale) - np.log1p(z * z), self.batch_shape)
+
+    @property
+    def mean(self):
+        return np.full(self.batch_shape, np.nan)
+
+    @property
+    def variance(self):
+        return np.full(self.batch_shape, np.inf)
+
+    def entropy(self):
+        return broadcast_to(np.log(4 * np.pi * self.scale), self.batch_shape)
+
+
+def _full(lp, batch_shape):
+    """The log-density broadcast to at least the batch shape (a value may add sample axes)."""
+    shape = np.shape(lp)
+    if shape == batch_shape:
+        return lp
+    return broadcast_to(lp, broadcast_shapes(shape, batch_shape))
