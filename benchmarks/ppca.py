@@ -27,10 +27,10 @@ LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)
 
 
 def probabilistic_pca(data_dim, latent_dim, num_datapoints, stddv_datapoints, dtype=np.float64):
-    w = sample("w", dist.Normal(np.zeros([data_dim, latent_dim], dtype), 2.0 * np.ones([data_dim, latent_dim], dtype)))
-    z = sample("z", dist.Normal(np.zeros([latent_dim, num_datapoints], dtype),
-                                np.ones([latent_dim, num_datapoints], dtype)))
-    return sample("x", dist.Normal(w @ z, stddv_datapoints * np.ones([data_dim, num_datapoints], dtype)))
+    """The course's model with scalar scales (the same math as the hand-written step)."""
+    w = sample("w", dist.Normal(dtype(0.0), dtype(2.0)).expand((data_dim, latent_dim)))
+    z = sample("z", dist.Normal(dtype(0.0), dtype(1.0)).expand((latent_dim, num_datapoints)))
+    return sample("x", dist.Normal(w @ z, stddv_datapoints))
 
 
 def normal_lp(x, loc, scale):

@@ -8,6 +8,7 @@ with the parameters, so autograd differentiates a draw w.r.t. them.
 import autograd.numpy as np
 from autograd.scipy.special import betaln, digamma, gammaln
 
+from ..kernels import normal_log_prob, normal_rsample
 from . import constraints
 from .distribution import Distribution, broadcast_shapes, broadcast_to, dtype_of, promote_shapes, where
 
@@ -43,13 +44,12 @@ class Normal(Distribution):
 
     def sample(self, rng, sample_shape=()):
         shape = tuple(sample_shape) + self.batch_shape
-        return self.loc + self.scale * _noise(rng, "normal", shape, dtype_of(self.loc, self.scale))
+        return normal_rsample(self.loc, self.scale, _noise(rng, "normal", shape, dtype_of(self.loc, self.scale)))
 
     def log_prob(self, value):
         if self.validate_args:
             self._validate_sample(value)
-        z = (value - self.loc) / self.scale
-        return _full(-0.5 * z * z - np.log(self.scale) - LOG_SQRT_2PI, self.batch_shape)
+        return _full(normal_log_prob(value, self.loc, self.scale), self.batch_shape)
 
     @property
     def mean(self):

@@ -4,6 +4,7 @@ import numpy as onp
 from autograd.scipy.special import expit, gammaln, logsumexp
 from autograd.tracer import getval
 
+from ..kernels import bernoulli_logits_log_prob
 from . import constraints
 from .distribution import Distribution, broadcast_shapes, broadcast_to, dtype_of, promote_shapes, where
 
@@ -54,10 +55,11 @@ class Bernoulli(Distribution):
         if self.validate_args:
             self._validate_sample(value)
         if self._logits is not None:
-            lp = value * self._logits - softplus(self._logits)
+            lp = bernoulli_logits_log_prob(value, self._logits)
         else:
             lp = _xlogy(value, self._probs) + _xlogy(1 - value, 1 - self._probs)
-        lp = where((value == 0) | (value == 1), lp, -np.inf)
+        if not self.validate_args:  # validation already refused values outside {0, 1}
+            lp = where((value == 0) | (value == 1), lp, -np.inf)
         return broadcast_to(lp, broadcast_shapes(np.shape(lp), self.batch_shape))
 
     @property
