@@ -10,7 +10,7 @@ shape ("unbroadcast"), and float32 stays float32 throughout.
 import numpy as np
 from autograd.extend import defvjp, defvjp_argnums, primitive
 
-LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)
+LOG_SQRT_2PI = float(0.5 * np.log(2 * np.pi))  # a Python float: weakly typed, float32 stays float32
 
 
 def unbroadcast(g, target):
@@ -64,13 +64,14 @@ defvjp_argnums(normal_log_prob, _normal_log_prob_vjp)
 
 
 def _softplus(x):
-    return np.logaddexp(0.0, x)
+    # max(x, 0) + log(1 + e^-|x|): one exp and one log, no overflow (np.logaddexp is several times slower)
+    return np.maximum(x, 0.0) + np.log(1.0 + np.exp(-np.abs(x)))
 
 
 def _sigmoid(x):
-    # Stable for large |x| in both directions and dtype-preserving.
+    # e^min(x,0) / (1 + e^-|x|): stable in both tails, dtype-preserving, no branch
     e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    return np.exp(np.minimum(x, 0.0)) / (1.0 + e) if np.ndim(x) else (1.0 / (1.0 + e) if x >= 0 else e / (1.0 + e))
 
 
 @primitive
@@ -79,9 +80,25 @@ def bernoulli_logits_log_prob(value, logits):
     return value * logits - _softplus(logits)
 
 
-defvjp(bernoulli_logits_log_prob,
-       lambda ans, value, logits: lambda g: unbroadcast(g * logits, value),
-       lambda ans, value, logits: lambda g: unbroadcast(g * (value - _sigmoid(logits)), logits))
+def _bernoulli_vjp(argnums, ans, args, kwargs):
+    """d/dlogits = value - sigmoid(logits); for binary values that is (2v - 1)(1 - e^ans), one exp."""
+    value, logits = args
+
+    def vjp(g):
+        grads = []
+        for argnum in argnums:
+            if argnum == 0:
+                grads.append(unbroadcast(g * logits, value))
+            else:
+                binary = np.shape(value) == np.shape(ans) and np.all((value == 0) | (value == 1))
+                d = (2.0 * value - 1.0) * (1.0 - np.exp(ans)) if binary else value - _sigmoid(logits)
+                grads.append(unbroadcast(g * d, logits))
+        return grads
+
+    return vjp
+
+
+defvjp_argnums(bernoulli_logits_log_prob, _bernoulli_vjp)
 
 
 # ---------------------------------------------------------------- layers
@@ -118,11 +135,11 @@ defvjp_argnums(dense, _dense_vjp)
 
 @primitive
 def elu(x):
-    """x for x > 0, exp(x) - 1 otherwise."""
-    return np.where(x > 0, x, np.expm1(np.minimum(x, 0.0)))
+    """x for x > 0, e^x - 1 otherwise (as max(x, 0) + e^min(x, 0) - 1: no branch)."""
+    return np.maximum(x, 0.0) + (np.exp(np.minimum(x, 0.0)) - 1.0)
 
 
-defvjp(elu, lambda ans, x: lambda g: g * np.where(x > 0, 1.0, ans + 1.0).astype(ans.dtype, copy=False))
+defvjp(elu, lambda ans, x: lambda g: g * (np.minimum(ans, 0.0) + 1.0))  # elu' = 1 or e^x = ans + 1
 
 
 @primitive
@@ -144,3 +161,12 @@ defvjp(normal_rsample,
        lambda ans, loc, scale, eps: lambda g: unbroadcast(g, loc),
        lambda ans, loc, scale, eps: lambda g: unbroadcast(g * eps, scale),
        lambda ans, loc, scale, eps: lambda g: unbroadcast(g * scale, eps))
+
+
+@primitive
+def sigmoid(x):
+    """1 / (1 + e^-x), stable in both tails; its derivative is s (1 - s)."""
+    return _sigmoid(x)
+
+
+defvjp(sigmoid, lambda ans, x: lambda g: g * ans * (1 - ans))

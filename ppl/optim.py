@@ -99,24 +99,33 @@ class Adam:
         return {"step": np.array(0, dtype=np.int64), "m": np.zeros_like(buffer), "v": np.zeros_like(buffer)}
 
     def step(self, buffer, grad, state):
-        """Update ``buffer`` in place; the state's arrays are updated in place too and returned."""
+        """Update ``buffer`` in place with a dozen passes and no allocation; the state's arrays too."""
         b1, b2 = self.betas
         t = int(state["step"]) + 1
         grad = _clip(grad, self.clip_norm)
         m, v = state["m"], state["v"]
-        m *= b1
-        m += (1 - b1) * grad
-        v *= b2
-        v += (1 - b2) * np.square(grad)
+        tmp = self._scratch(buffer)
+        np.subtract(grad, m, out=tmp)  # m += (1 - b1)(g - m)
+        tmp *= 1 - b1
+        m += tmp
+        np.multiply(grad, grad, out=tmp)  # v += (1 - b2)(g^2 - v)
+        tmp -= v
+        tmp *= 1 - b2
+        v += tmp
         # x -= lr_t m / (sqrt(v) + eps_t): the bias corrections folded into two scalars
         lr_t = self.lr * math.sqrt(1 - b2**t) / (1 - b1**t)
-        eps_t = self.eps * math.sqrt(1 - b2**t)
-        denom = np.sqrt(v)
-        denom += eps_t
-        np.divide(m, denom, out=denom)
-        denom *= lr_t
-        buffer -= denom
+        np.sqrt(v, out=tmp)
+        tmp += self.eps * math.sqrt(1 - b2**t)
+        np.divide(m, tmp, out=tmp)
+        tmp *= lr_t
+        buffer -= tmp
         return {"step": np.array(t, dtype=np.int64), "m": m, "v": v}
+
+    def _scratch(self, buffer):
+        scratch = getattr(self, "_tmp", None)
+        if scratch is None or scratch.shape != buffer.shape or scratch.dtype != buffer.dtype:
+            scratch = self._tmp = np.empty_like(buffer)
+        return scratch
 
     def update(self, params, grads, state):
         """Adam on nested dicts (ravels, steps, unravels) for callers who keep no flat buffer."""

@@ -12,8 +12,8 @@ from ..kernels import normal_log_prob, normal_rsample
 from . import constraints
 from .distribution import Distribution, broadcast_shapes, broadcast_to, dtype_of, promote_shapes, where
 
-LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)
-LOG_PI = np.log(np.pi)
+LOG_SQRT_2PI = float(0.5 * np.log(2 * np.pi))  # a Python float: weakly typed, float32 stays float32
+LOG_PI = float(np.log(np.pi))
 
 
 def _noise(rng, kind, shape, dtype):

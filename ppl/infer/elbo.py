@@ -117,7 +117,9 @@ class Trace_ELBO:
 
     def loss(self, rng_seed, params, model, guide, *args, **kwargs):
         """The negative ELBO (a scalar, differentiable w.r.t. ``params`` by autograd)."""
-        return -anp.mean(self.elbo_particles(rng_seed, params, model, guide, *args, **kwargs))
+        particles = self.elbo_particles(rng_seed, params, model, guide, *args, **kwargs)
+        # sum / n, not anp.mean: autograd's mean divides its gradient by an int64, which makes float32 float64
+        return -anp.sum(particles) / len(particles)
 
     def elbo_particles(self, rng_seed, params, model, guide, *args, num_particles=None, **kwargs):
         """The ELBO's per-particle terms, shape ``(num_particles,)``."""

@@ -29,7 +29,8 @@ def log_evidence(model, guide, params, *args, num_samples=1000, rng_seed=0, chun
     plain = run_guide_and_model(model, guide, params, rng_seed, args, kwargs)
     nd = max_batch_ndim(*plain)
     if chunk_size is None:
-        biggest = max((np.size(site_log_prob(s)) for t in plain for s in t.values()
+        # The largest array a particle carries: observed values stand in for the model's intermediates.
+        biggest = max((max(np.size(s.value), np.size(site_log_prob(s))) for t in plain for s in t.values()
                        if s.type == "sample" and not s.intervened), default=1)
         chunk_size = int(max(1, min(num_samples, 2e7 // max(biggest, 1))))
     if data_plate is not None:
