@@ -74,9 +74,11 @@ def fit(x_train, args):
     ones = {"w": np.ones((args.data_dim, args.latent_dim)), "z": np.ones((args.latent_dim, args.num_datapoints))}
     # Each use of randomness gets its own seed: seed(model, s) keys draws by (s, site name), so reusing the
     # data's seed for inference would reuse the very noise that made the data.
-    map_result = MAP(model, Adam(0.05), init_loc_fn=ones).run(args.map_steps, *sizes, rng_seed=args.seed + 1)
-    advi_result = ADVI(model, "meanfield", Adam(0.05), init_loc_fn=ones, init_scale_raw=-4.0, entropy="mc").run(
-        args.advi_steps, *sizes, rng_seed=args.seed + 2)
+    map_result = MAP(model, Adam(args.map_lr, betas=(0.9, args.map_b2)), init_loc_fn=ones).run(
+        args.map_steps, *sizes, rng_seed=args.seed + 1)
+    advi = ADVI(model, "meanfield", Adam(args.advi_lr), num_particles=args.advi_particles, init_loc_fn=ones,
+                init_scale_raw=-4.0, entropy="mc")
+    advi_result = advi.run(args.advi_steps, *sizes, rng_seed=args.seed + 2)
     return map_result, advi_result
 
 
@@ -87,7 +89,12 @@ def main(argv=None):
     parser.add_argument("--latent-dim", type=int, default=1)
     parser.add_argument("--stddv", type=float, default=0.5, help="sigma, the noise scale (known)")
     parser.add_argument("--map-steps", type=int, default=200)
+    parser.add_argument("--map-lr", type=float, default=0.05)
+    parser.add_argument("--map-b2", type=float, default=0.999, help="Adam's beta2 for MAP (0.99 converges faster)")
     parser.add_argument("--advi-steps", type=int, default=100)
+    parser.add_argument("--advi-lr", type=float, default=0.05)
+    parser.add_argument("--advi-particles", type=int, default=1)
+    parser.add_argument("--no-figures", dest="figures", action="store_false")
     parser.add_argument("--ppc-samples", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="figures", help="folder for the PNG figures")
@@ -134,8 +141,10 @@ def main(argv=None):
     print(f"\nPosterior predictive check (statistic: entries of X X'/N, {args.ppc_samples} replications):")
     print(f"  observed {np.array2string(t_obs, precision=3)}; p-values {np.array2string(p_values, precision=2)}")
 
-    figures = save_figures(args.out, x_train, x_map, x_advi, map_result.losses, advi_result.losses, t_obs, t_rep)
-    print(f"\nfigures: {', '.join(figures)}")
+    figures = []
+    if args.figures:
+        figures = save_figures(args.out, x_train, x_map, x_advi, map_result.losses, advi_result.losses, t_obs, t_rep)
+        print(f"\nfigures: {', '.join(figures)}")
     print(f"done in {time.perf_counter() - start:.1f} s")
     return {"actual_w": actual_w, "w_map": w_map, "w_mean": w_mean, "w_std": w_std, "w_ml": w_ml,
             "predicted_map_length": predicted, "p_values": p_values, "figures": figures,

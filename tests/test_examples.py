@@ -1,0 +1,80 @@
+"""The examples run end to end, write their figures, and reproduce the course's numbers."""
+import os
+import sys
+
+import numpy as np
+import pytest
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+sys.path.insert(0, EXAMPLES)
+
+import missing_data  # noqa: E402
+import model_selection  # noqa: E402
+import ppca  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def course_run(tmp_path_factory):
+    """The course configuration: N = 5000, d = 2, k = 1, sigma = 0.5; MAP 200 steps, ADVI 100 steps."""
+    out = tmp_path_factory.mktemp("ppca")
+    return ppca.main(["--out", str(out), "--ppc-samples", "100"])
+
+
+def test_ppca_smoke_writes_figures(tmp_path):
+    result = ppca.main(["--num-datapoints", "300", "--map-steps", "20", "--advi-steps", "20",
+                        "--ppc-samples", "10", "--out", str(tmp_path)])
+    assert len(result["figures"]) == 5
+    for path in result["figures"]:
+        assert os.path.getsize(path) > 1000 and path.endswith(".png")
+
+
+def test_course_configuration(course_run):
+    truth = course_run["actual_w"]
+    assert ppca.angle(course_run["w_map"], truth) < 5  # direction only: MAP's length is not the truth's
+    assert ppca.angle(course_run["w_mean"], truth) < 5
+    assert np.all(course_run["w_std"] > 0) and np.all(course_run["w_std"] < 0.1)
+    assert ppca.angle(course_run["w_ml"], truth) < 2
+    assert np.all((course_run["p_values"] > 0.01) & (course_run["p_values"] < 0.99))  # the model fits its data
+
+
+def test_closed_form_ml_solution_maximises_likelihood(course_run):
+    x, w_ml = course_run["x_train"], course_run["w_ml"]
+    best = model_selection.exact_log_likelihood(x, w_ml, 0.5)
+    for scale in (0.95, 1.05):
+        assert model_selection.exact_log_likelihood(x, scale * w_ml, 0.5) < best
+    rotated = np.array([[np.cos(0.05), -np.sin(0.05)], [np.sin(0.05), np.cos(0.05)]]) @ w_ml
+    assert model_selection.exact_log_likelihood(x, rotated, 0.5) < best
+
+
+def test_long_advi_reaches_ml_solution():
+    """With enough steps ADVI's mean of w is the maximum-likelihood W (up to sign)."""
+    result = ppca.main(["--map-steps", "1", "--advi-steps", "3000", "--advi-lr", "0.02", "--advi-particles", "4",
+                        "--ppc-samples", "2", "--no-figures"])
+    w, w_ml = result["w_mean"], result["w_ml"]
+    sign = np.sign(np.ravel(w) @ np.ravel(w_ml))
+    assert np.max(np.abs(w - sign * w_ml)) < 0.02
+
+
+def test_long_map_reaches_profiled_length():
+    """Joint MAP over w and all z settles at |w|^2 = tau sqrt(N lambda_1) - sigma^2, far beyond the ML length."""
+    result = ppca.main(["--map-steps", "8000", "--map-lr", "0.02", "--map-b2", "0.99", "--advi-steps", "1",
+                        "--ppc-samples", "2",
+                        "--no-figures"])
+    length = np.linalg.norm(result["w_map"])
+    assert abs(length / result["predicted_map_length"] - 1) < 0.02
+    assert length > 5 * np.linalg.norm(result["w_ml"])
+
+
+def test_model_selection_picks_true_k(tmp_path):
+    result = model_selection.main(["--num-datapoints", "200", "--steps", "800", "--eval-particles", "200",
+                                   "--iwae-samples", "200", "--out", str(tmp_path)])
+    assert result["best_elbo"] == 2 and result["best_iwae"] == 2
+    ml = [row[2] for row in result["rows"]]
+    assert ml == sorted(ml)  # the likelihood at the ML W only grows with k: it cannot choose
+    assert os.path.getsize(result["figure"]) > 1000
+
+
+def test_masked_fit_beats_mean_imputation():
+    result = missing_data.main(["--num-datapoints", "600", "--steps", "600", "--samples", "50"])
+    assert result["rmse"] < 0.6 * result["baseline"]
+    assert result["subspace_angle"] < 5
