@@ -6,6 +6,7 @@ broadcasts them in the math. Reparameterized draws transform standard noise
 with the parameters, so autograd differentiates a draw w.r.t. them.
 """
 import autograd.numpy as np
+import numpy as onp
 from autograd.scipy.special import betaln, digamma, gammaln
 
 from ..kernels import normal_log_prob, normal_rsample
@@ -14,11 +15,12 @@ from .distribution import Distribution, broadcast_shapes, broadcast_to, dtype_of
 
 LOG_SQRT_2PI = float(0.5 * np.log(2 * np.pi))  # a Python float: weakly typed, float32 stays float32
 LOG_PI = float(np.log(np.pi))
+_F32, _F64 = onp.dtype(onp.float32), onp.dtype(onp.float64)
 
 
 def _noise(rng, kind, shape, dtype):
     """Standard noise of ``shape`` in ``dtype`` (a scalar when shape is ())."""
-    dtype = dtype if dtype in (np.float32, np.float64) else np.float64
+    dtype = dtype if dtype == _F32 else _F64
     shape = shape or None  # a Python float for a scalar draw: cheaper than a 0-d array
     if kind == "normal":
         draw = rng.standard_normal(shape, dtype=dtype)
@@ -405,7 +407,7 @@ class Cauchy(Distribution):
 
 def _full(lp, batch_shape):
     """The log-density broadcast to at least the batch shape (a value may add sample axes)."""
-    shape = np.shape(lp)
+    shape = getattr(lp, "shape", ())
     if shape == batch_shape:
         return lp
     return broadcast_to(lp, broadcast_shapes(shape, batch_shape))

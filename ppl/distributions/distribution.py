@@ -52,7 +52,12 @@ def promote_shapes(*args):
 
 def dtype_of(*params):
     """The floating dtype the parameters compute in (float32 stays float32)."""
+    if all(type(p) is float for p in params):
+        return _FLOAT64
     return onp.result_type(*(getval(p) for p in params))
+
+
+_FLOAT64 = onp.dtype(onp.float64)
 
 
 def broadcast_to(x, shape):
