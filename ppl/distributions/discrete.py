@@ -126,7 +126,7 @@ class Categorical(Distribution):
             self._validate_sample(value)
         value = onp.asarray(getval(value))
         inside = (value >= 0) & (value < self.num_categories) & (value == onp.floor(value))
-        index = owhere(inside, value, 0).astype(onp.int64)
+        index = onp.where(inside, value, 0).astype(onp.int64)
         shape = broadcast_shapes(index.shape, self.batch_shape)
         logits = broadcast_to(self._logits, shape + (self.num_categories,))
         index = onp.broadcast_to(index, shape)

@@ -180,12 +180,16 @@ def _all(ok):
 
 
 def _describe_bad(value, ok):
+    """The first offending entry, with its index, for an error message."""
     value, ok = onp.asarray(value), onp.asarray(ok)
     if value.ndim == 0:
         return repr(value.item())
-    bad = onp.argwhere(~onp.broadcast_to(ok, value.shape[: ok.ndim] if ok.ndim else ()))
+    if value.size == 0:
+        return f"an empty array of shape {value.shape}"
+    bad = onp.argwhere(~ok) if ok.ndim else onp.zeros((0, 0), int)
     first = tuple(int(i) for i in bad[0]) if len(bad) else ()
-    return f"{value[first] if first else value.ravel()[0]!r} at index {first} (array of shape {value.shape})"
+    entry = value[first] if first else value.ravel()[0]
+    return f"{entry!r} at index {first} (array of shape {value.shape})"
 
 
 class Independent(Distribution):
