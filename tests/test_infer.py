@@ -8,8 +8,8 @@ from hypothesis import strategies as hst
 import ppl
 import ppl.distributions as dist
 from ppl import condition, log_joint, observe, param, plate, sample
-from ppl.infer import (ADVI, MAP, SVI, AutoDelta, AutoMultivariateNormal, AutoNormal, Predictive, Trace_ELBO,
-                       TraceMeanField_ELBO, log_evidence)
+from ppl.infer import (ADVI, MAP, SVI, AutoDelta, AutoMultivariateNormal, AutoNormal, Laplace, Predictive,
+                       Trace_ELBO, TraceMeanField_ELBO, log_evidence)
 from ppl.optim import Adam
 
 
@@ -109,6 +109,24 @@ def test_fullrank_advi_matches_exact_posterior():
     cov_q = result.guide.covariance(result.params)
     assert np.allclose(result.mean["beta"], mean, atol=0.05 * np.sqrt(np.diag(cov)).max() + 0.01)
     assert np.allclose(cov_q, cov, atol=0.1 * np.abs(cov).max())
+
+
+def test_laplace_is_exact_for_gaussian_posterior():
+    mean, cov, _ = regression_posterior()
+    result = Laplace(regression).run(X, Y)
+    assert np.allclose(result.mean["beta"], mean, atol=1e-6)
+    assert np.allclose(result.guide.covariance(result.params), cov, rtol=1e-6, atol=1e-10)
+
+
+def test_laplace_on_constrained_site_uses_unconstrained_mode():
+    # Beta-Bernoulli: in u = logit(p) the density is Beta(a+k, b+n-k) times the Jacobian p(1-p),
+    # whose mode is p = (a+k)/(a+b+n) and whose curvature there is (a+b+n) p (1-p).
+    a, b, k, n = 2.0, 3.0, FLIPS.sum(), len(FLIPS)
+    result = Laplace(beta_bernoulli).run(FLIPS)
+    p_hat = (a + k) / (a + b + n)
+    assert abs(result.median["p"] - p_hat) < 1e-6
+    var_u = result.guide.covariance(result.params)[0, 0]
+    assert abs(var_u - 1 / ((a + b + n) * p_hat * (1 - p_hat))) < 1e-6
 
 
 def test_meanfield_variances_are_inverse_precision_diagonal():

@@ -3,10 +3,10 @@ from .autoguide import AutoDelta, AutoGuide, AutoMultivariateNormal, AutoNormal
 from .elbo import Trace_ELBO, TraceMeanField_ELBO
 from .evidence import log_evidence
 from .predictive import Predictive, predictive_check
-from .svi import ADVI, MAP, SVI, ADVIResult, MAPResult, SVIResult, SVIState
+from .svi import ADVI, MAP, SVI, ADVIResult, Laplace, MAPResult, SVIResult, SVIState
 
 __all__ = [
-    "ADVI", "ADVIResult", "AutoDelta", "AutoGuide", "AutoMultivariateNormal", "AutoNormal", "MAP", "MAPResult",
+    "ADVI", "ADVIResult", "AutoDelta", "AutoGuide", "AutoMultivariateNormal", "AutoNormal", "Laplace", "MAP", "MAPResult",
     "Predictive", "SVI", "SVIResult", "SVIState", "TraceMeanField_ELBO", "Trace_ELBO", "log_evidence",
     "predictive_check",
 ]
