@@ -74,7 +74,11 @@ def where(condition, x, y):
     """``np.where`` whose gradient has the shape of ``x`` and ``y``: autograd's own does not sum
     over the axes it broadcast, so parameters are broadcast explicitly first."""
     shape = broadcast_shapes(np.shape(condition), np.shape(x), np.shape(y))
-    return np.where(condition, broadcast_to(x, shape), broadcast_to(y, shape))
+
+    def fit(a):  # Python scalars stay weakly typed (float32 stays float32) and carry no gradient
+        return a if type(a) in _SCALARS else broadcast_to(a, shape)
+
+    return np.where(condition, fit(x), fit(y))
 
 
 class Distribution:

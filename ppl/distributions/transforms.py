@@ -175,9 +175,9 @@ class StickBreakingTransform(Transform):
 
     def __call__(self, x):
         k1 = np.shape(x)[-1]
-        offset = np.log(onp.arange(k1, 0, -1.0))
-        z = expit(x - offset)
-        remaining = np.cumprod(1 - z, axis=-1)
+        t = x - np.log(onp.arange(k1, 0, -1.0))
+        z = expit(t)
+        remaining = np.exp(np.cumsum(-softplus(t), axis=-1))  # prod (1 - z_j); autograd has no cumprod VJP
         before = np.concatenate([np.ones(np.shape(x)[:-1] + (1,)), remaining[..., :-1]], axis=-1)
         return np.concatenate([z * before, remaining[..., -1:]], axis=-1)
 
