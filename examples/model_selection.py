@@ -21,6 +21,7 @@ from ppca import ml_solution, probabilistic_pca  # noqa: E402  (the same plain m
 
 from ppl import condition, seed  # noqa: E402
 from ppl.infer import ADVI, Trace_ELBO, log_evidence  # noqa: E402
+from ppl.files import atomic_write
 from ppl.optim import Adam  # noqa: E402
 
 
@@ -89,8 +90,8 @@ def save_figure(out, ks, rows):
     ax.set_xticks(ks)
     ax.legend()
     path = os.path.join(out, "ppca_model_selection.png")
-    fig.savefig(path + ".tmp.png", dpi=100, bbox_inches="tight")
-    os.replace(path + ".tmp.png", path)
+    with atomic_write(path, ".png.tmp") as f:  # a reader never sees half a file
+        fig.savefig(f, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
 

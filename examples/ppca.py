@@ -26,6 +26,7 @@ import ppl
 import ppl.distributions as dist
 from ppl import condition, replace, sample, seed
 from ppl.infer import ADVI, MAP, Predictive, predictive_check
+from ppl.files import atomic_write
 from ppl.optim import Adam
 
 
@@ -162,9 +163,8 @@ def save_figures(out, x_train, x_map, x_advi, energy, neg_elbo, t_obs, t_rep):
 
     def save(fig, name):
         path = os.path.join(out, name)
-        tmp = path + ".tmp.png"
-        fig.savefig(tmp, dpi=100, bbox_inches="tight")
-        os.replace(tmp, path)  # a reader never sees half a file
+        with atomic_write(path, ".png.tmp") as f:  # a reader never sees half a file
+            fig.savefig(f, format="png", dpi=100, bbox_inches="tight")
         plt.close(fig)
         paths.append(path)
 

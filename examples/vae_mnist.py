@@ -25,6 +25,7 @@ import ppl.distributions as dist
 from ppl import deterministic, kernels, nn, observe, param, plate, replace, sample, seed, trace
 from ppl.datasets import load_mnist
 from ppl.infer import SVI, Trace_ELBO, TraceMeanField_ELBO, log_evidence
+from ppl.files import atomic_write
 from ppl.optim import Adam
 
 F32 = np.float32
@@ -170,8 +171,8 @@ def save_figures(args, params, x_test, y_test, epoch_losses):
 
     def save(fig, name):
         path = f"{prefix}_{name}.png"
-        fig.savefig(path + ".tmp.png", dpi=80, bbox_inches="tight")
-        os.replace(path + ".tmp.png", path)  # atomic: a reader never sees half a file
+        with atomic_write(path, ".png.tmp") as f:  # a reader never sees half a file
+            fig.savefig(f, format="png", dpi=80, bbox_inches="tight")
         plt.close(fig)
         paths.append(path)
 

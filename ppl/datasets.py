@@ -9,10 +9,11 @@ import functools
 import gzip
 import hashlib
 import os
-import tempfile
 import urllib.request
 
 import numpy as np
+
+from .files import atomic_write
 
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -113,19 +114,9 @@ def download_file(stem, folder, dirs=None):
         if digest != SHA256[stem]:
             errors.append(f"{mirror}: checksum {digest} does not match {SHA256[stem]}")
             continue
-        os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, stem + ".gz")
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(packed)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        with atomic_write(path) as f:
+            f.write(packed)
         return path
     raise MNISTNotFoundError(
         f"MNIST file {stem}.gz is not on this machine and could not be downloaded ({'; '.join(errors)}). "

@@ -8,8 +8,6 @@ the loss and its gradient in one reverse pass.
 """
 import copy
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 
 import autograd.numpy as anp
@@ -19,6 +17,7 @@ from ..autodiff import value_and_grads
 from ..core import fold_in
 from ..distributions.transforms import biject_to
 from ..errors import CheckpointError, NonFiniteError
+from ..files import atomic_write
 from ..optim import Adam, ravel
 from .autoguide import AutoDelta, AutoMultivariateNormal, AutoNormal, inverse_softplus
 from .elbo import Trace_ELBO, run_guide_and_model
@@ -70,21 +69,9 @@ class SVIState:
 
 
 def save_npz_atomic(path, arrays):
-    """``np.savez`` to a temporary file in the same folder, fsync, then rename over ``path``."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """``np.savez`` through ``atomic_write``: a crash mid-write leaves the old file (or none), never half a file."""
+    with atomic_write(path, suffix=".npz.tmp") as f:
+        np.savez(f, **arrays)
 
 
 def _views_of(flat, buffer):
