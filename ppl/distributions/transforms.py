@@ -1,23 +1,73 @@
 """Bijections between the real line (or R^n) and constrained sets, with log-Jacobians.
 
-A transform ``t`` maps ``x`` in its domain to ``y = t(x)``; ``t.inv(y)``
-maps back, and ``t.log_abs_det_jacobian(x, y)`` is log|det dy/dx| summed
-over the transform's ``event_dim`` trailing axes. ``biject_to(constraint)``
-returns the transform from unconstrained space onto a constraint's set:
-ADVI and the autoguides live on its domain.
+A transform ``t`` maps ``x`` in its ``domain`` to ``y = t(x)`` in its
+``codomain``; ``t.inv(y)`` maps back, and ``t.log_abs_det_jacobian(x, y)`` is
+log|det dy/dx|, summed over the ``event_dim`` trailing axes the transform acts
+on jointly, so its shape is the batch shape of ``x``. Everything is written
+with ``autograd.numpy``: ADVI differentiates through forward map, inverse and
+log-determinant alike. No transform loops over batch axes.
+
+``biject_to(constraint)`` returns the transform from unconstrained space onto
+a constraint's set: ADVI and the autoguides live on its domain.
 """
+import math
+
 import autograd.numpy as np
 import numpy as onp
 from autograd.scipy.special import expit
+from autograd.tracer import getval
 
 from . import constraints
+from .distribution import _IndependentConstraint
+
+__all__ = [
+    "Transform", "IdentityTransform", "ExpTransform", "SoftplusTransform", "SigmoidTransform",
+    "AffineTransform", "ComposeTransform", "StickBreakingTransform", "LowerCholeskyTransform",
+    "biject_to", "register_bijection",
+]
 
 
 def softplus(x):
+    """log(1 + e^x) without overflow."""
     return np.logaddexp(0.0, x)
 
 
+def _float_dtype(x):
+    """The floating dtype ``x`` computes in: float32 stays float32, anything else is float64."""
+    dtype = onp.result_type(getval(x))
+    return dtype if onp.issubdtype(dtype, onp.floating) else onp.dtype(onp.float64)
+
+
+def _sum_rightmost(x, n):
+    return np.sum(x, axis=tuple(range(-n, 0))) if n else x
+
+
+def _need_ndim(x, ndim, who, what="x"):
+    if np.ndim(x) < ndim:
+        raise ValueError(f"{who}: {what} needs at least {ndim} axes (its event), got shape {np.shape(x)}")
+
+
+class _RealEvent(constraints.Constraint):
+    """Unconstrained arrays whose last ``event_dim`` axes form one event."""
+
+    def __init__(self, event_dim):
+        self.event_dim = event_dim
+
+    def check(self, x):
+        return _sum_rightmost(x == x, 0) if not self.event_dim else onp.all(
+            x == x, axis=tuple(range(-self.event_dim, 0)))
+
+    def __repr__(self):
+        return f"real_event({self.event_dim})"
+
+
+def _real(event_dim):
+    return {0: constraints.real, 1: constraints.real_vector}.get(event_dim) or _RealEvent(event_dim)
+
+
 class Transform:
+    """Base class. Subclasses set ``domain``, ``codomain``, ``event_dim`` and the three maps."""
+
     event_dim = 0
     domain = constraints.real
     codomain = constraints.real
@@ -32,9 +82,11 @@ class Transform:
         raise NotImplementedError
 
     def forward_shape(self, shape):
+        """The shape of ``t(x)`` for ``x`` of this shape."""
         return tuple(shape)
 
     def inverse_shape(self, shape):
+        """The shape of ``t.inv(y)`` for ``y`` of this shape."""
         return tuple(shape)
 
     def __repr__(self):
@@ -42,6 +94,12 @@ class Transform:
 
 
 class IdentityTransform(Transform):
+    """y = x; log|det| = 0 (summed over ``event_dim`` axes, so the shape still is the batch's)."""
+
+    def __init__(self, event_dim=0):
+        self.event_dim = event_dim
+        self.domain = self.codomain = _real(event_dim)
+
     def __call__(self, x):
         return x
 
@@ -49,7 +107,8 @@ class IdentityTransform(Transform):
         return y
 
     def log_abs_det_jacobian(self, x, y):
-        return np.zeros(np.shape(x))
+        shape = np.shape(x)
+        return np.zeros(shape[:len(shape) - self.event_dim], dtype=_float_dtype(x))
 
 
 class ExpTransform(Transform):
@@ -68,7 +127,7 @@ class ExpTransform(Transform):
 
 
 class SoftplusTransform(Transform):
-    """y = log(1 + e^x), log|dy/dx| = -softplus(-x)."""
+    """y = log(1 + e^x), log|dy/dx| = log sigmoid(x) = -softplus(-x)."""
 
     codomain = constraints.positive
 
@@ -76,6 +135,7 @@ class SoftplusTransform(Transform):
         return softplus(x)
 
     def inv(self, y):
+        # log(e^y - 1) = y + log(1 - e^-y): no overflow for large y, no cancellation for small y
         return y + np.log(-np.expm1(-y))
 
     def log_abs_det_jacobian(self, x, y):
@@ -83,12 +143,18 @@ class SoftplusTransform(Transform):
 
 
 class SigmoidTransform(Transform):
-    """y = 1 / (1 + e^-x), log|dy/dx| = -softplus(-x) - softplus(x)."""
+    """y = 1 / (1 + e^-x), log|dy/dx| = log y + log(1 - y) = -softplus(-x) - softplus(x).
+
+    ``y`` is clipped to [tiny, 1 - eps] of its dtype, so that it stays inside
+    the open unit interval where floating point would round it onto 0 or 1;
+    the log-Jacobian is computed from ``x`` and is exact.
+    """
 
     codomain = constraints.unit_interval
 
     def __call__(self, x):
-        return expit(x)
+        finfo = onp.finfo(_float_dtype(x))
+        return np.clip(expit(x), float(finfo.tiny), float(1 - finfo.eps))
 
     def inv(self, y):
         return np.log(y) - np.log1p(-y)
@@ -98,10 +164,27 @@ class SigmoidTransform(Transform):
 
 
 class AffineTransform(Transform):
-    """y = loc + scale x, log|dy/dx| = log|scale|."""
+    """y = loc + scale * x, log|dy/dx| = log|scale| (summed over ``event_dim`` axes).
 
-    def __init__(self, loc, scale, event_dim=0):
+    ``domain`` (default: the reals) lets the codomain be known: an affine map of
+    (0, 1) is an interval, of (a, inf) a half line. ``biject_to`` uses this.
+    """
+
+    def __init__(self, loc, scale, event_dim=0, domain=None):
+        if onp.any(onp.asarray(getval(scale)) == 0):
+            raise ValueError(f"AffineTransform: scale must be nonzero to be invertible, got {scale!r}")
         self.loc, self.scale, self.event_dim = loc, scale, event_dim
+        self.domain = _real(event_dim) if domain is None else domain
+        self.codomain = self._image(self.domain)
+
+    def _image(self, domain):
+        loc, scale = self.loc, self.scale
+        if isinstance(domain, constraints._Interval):
+            ends = (loc + scale * domain.lower_bound, loc + scale * domain.upper_bound)
+            return constraints._Interval(np.minimum(*ends), np.maximum(*ends), open=domain.open)
+        if isinstance(domain, constraints._GreaterThan) and onp.all(getval(scale) > 0):
+            return constraints.greater_than(loc + scale * domain.lower_bound)
+        return _real(self.event_dim)
 
     def __call__(self, x):
         return self.loc + self.scale * x
@@ -110,19 +193,37 @@ class AffineTransform(Transform):
         return (y - self.loc) / self.scale
 
     def log_abs_det_jacobian(self, x, y):
-        log_det = np.broadcast_to(np.log(np.abs(self.scale)), np.shape(x)) if np.ndim(self.scale) or np.ndim(x) \
-            else np.log(np.abs(self.scale))
-        return np.sum(log_det, axis=tuple(range(-self.event_dim, 0))) if self.event_dim else log_det
+        scale = self.scale
+        # A Python scale gives a Python log, which keeps float32 inputs float32
+        log_scale = math.log(abs(scale)) if type(scale) in (int, float) else np.log(np.abs(scale))
+        shape = onp.broadcast_shapes(np.shape(x), np.shape(scale))
+        log_det = log_scale + np.zeros(shape, dtype=_float_dtype(x))
+        return _sum_rightmost(log_det, self.event_dim)
 
     def __repr__(self):
         return f"AffineTransform(loc={self.loc}, scale={self.scale})"
 
 
 class ComposeTransform(Transform):
-    """Apply ``parts`` left to right; log-Jacobians add (each summed to the composite's event_dim)."""
+    """``parts`` applied left to right: y = t_n(... t_1(x)); log-Jacobians add.
+
+    Each part's log-Jacobian is summed over the axes that belong to the
+    composite's event but not to that part's own (an elementwise map followed
+    by a vector map contributes the sum over the vector).
+    """
 
     def __init__(self, parts):
         self.parts = list(parts)
+        if not self.parts:
+            raise ValueError("ComposeTransform: parts must hold at least one transform")
+        # Walk backwards: how many trailing axes of each part's input are event axes of the whole
+        rank = 0
+        self._input_ranks = []
+        for part in reversed(self.parts):
+            rank = part.domain.event_dim + max(rank - part.codomain.event_dim, 0)
+            rank = max(rank, part.event_dim if part.domain.event_dim == part.codomain.event_dim else 0)
+            self._input_ranks.append(rank)
+        self._input_ranks.reverse()
         self.event_dim = max(p.event_dim for p in self.parts)
         self.domain, self.codomain = self.parts[0].domain, self.parts[-1].codomain
 
@@ -137,14 +238,12 @@ class ComposeTransform(Transform):
         return y
 
     def log_abs_det_jacobian(self, x, y):
+        batch_ndim = np.ndim(x) - self._input_ranks[0]
         total = 0.0
-        for part in self.parts:
-            y_part = part(x)
+        for i, part in enumerate(self.parts):
+            y_part = y if i == len(self.parts) - 1 else part(x)
             term = part.log_abs_det_jacobian(x, y_part)
-            extra = self.event_dim - part.event_dim
-            if extra:
-                term = np.sum(term, axis=tuple(range(-extra, 0)))
-            total = total + term
+            total = total + _sum_rightmost(term, np.ndim(term) - batch_ndim)
             x = y_part
         return total
 
@@ -163,73 +262,94 @@ class ComposeTransform(Transform):
 
 
 class StickBreakingTransform(Transform):
-    """R^(K-1) -> the simplex of K, as in Stan: z_i = sigmoid(x_i - log(K-1-i)), y_i = z_i prod_{j<i} (1 - z_j).
+    """R^(K-1) -> the simplex of K, as in Stan.
 
-    The offset maps x = 0 to the uniform simplex. log|det| is that of
-    x -> y[:-1]: sum_i log z_i + log(1 - z_i) + log(remaining stick before i).
+    With t_i = x_i - log(K-1-i) (the offset maps x = 0 to the uniform simplex)
+    and z_i = sigmoid(t_i), piece i takes the fraction z_i of the stick left:
+    y_i = z_i prod_{j<i} (1 - z_j), and y_K is what remains. In log space,
+    with L_i = sum_{j<=i} log(1 - z_j) = -sum_{j<=i} softplus(t_j),
+    log y_i = t_i + L_i and log y_K = L_{K-1}: cumulative sums, no cumprod,
+    no overflow. The Jacobian of x -> y[:-1] is triangular with diagonal
+    z_i (1 - z_i) prod_{j<i}(1 - z_j), so log|det| = sum_i L_i - softplus(-t_i).
     """
 
     event_dim = 1
     domain = constraints.real_vector
     codomain = constraints.simplex
 
-    def __call__(self, x):
+    @staticmethod
+    def _shifted(x):
+        _need_ndim(x, 1, "StickBreakingTransform")
         k1 = np.shape(x)[-1]
-        t = x - np.log(onp.arange(k1, 0, -1.0))
-        z = expit(t)
-        remaining = np.exp(np.cumsum(-softplus(t), axis=-1))  # prod (1 - z_j); autograd has no cumprod VJP
-        before = np.concatenate([np.ones(np.shape(x)[:-1] + (1,)), remaining[..., :-1]], axis=-1)
-        return np.concatenate([z * before, remaining[..., -1:]], axis=-1)
+        offset = onp.log(onp.arange(k1, 0, -1, dtype=_float_dtype(x)))
+        return x - offset
+
+    def __call__(self, x):
+        t = self._shifted(x)
+        log_stick = np.cumsum(-softplus(t), axis=-1)
+        if np.shape(t)[-1] == 0:
+            return np.ones(np.shape(t)[:-1] + (1,), dtype=_float_dtype(x))
+        return np.exp(np.concatenate([t + log_stick, log_stick[..., -1:]], axis=-1))
 
     def inv(self, y):
+        _need_ndim(y, 1, "StickBreakingTransform.inv", "y")
+        # logit z_i = log y_i - log(sum_{j>i} y_j): a reverse cumulative sum, stable near the corners
+        rest = np.cumsum(y[..., :0:-1], axis=-1)[..., ::-1]
         k1 = np.shape(y)[-1] - 1
-        offset = np.log(onp.arange(k1, 0, -1.0))
-        before = 1 - np.cumsum(y[..., :-1], axis=-1) + y[..., :-1]  # stick left before each piece
-        z = np.clip(y[..., :-1] / before, 1e-300, 1.0)
-        return np.log(z) - np.log1p(-np.minimum(z, 1 - 1e-16)) + offset
+        offset = onp.log(onp.arange(k1, 0, -1, dtype=_float_dtype(y)))
+        return np.log(y[..., :-1]) - np.log(rest) + offset
 
     def log_abs_det_jacobian(self, x, y):
-        k1 = np.shape(x)[-1]
-        t = x - np.log(onp.arange(k1, 0, -1.0))
-        # log z + log(1 - z) = -softplus(-t) - softplus(t); log(stick before i) = sum_{j<i} log(1 - z_j)
-        log_one_minus = -softplus(t)
-        before = np.cumsum(log_one_minus, axis=-1) - log_one_minus
-        return np.sum(-softplus(-t) + log_one_minus + before, axis=-1)
+        t = self._shifted(x)
+        log_stick = np.cumsum(-softplus(t), axis=-1)
+        return np.sum(log_stick - softplus(-t), axis=-1)
 
     def forward_shape(self, shape):
         return tuple(shape[:-1]) + (shape[-1] + 1,)
 
     def inverse_shape(self, shape):
+        if shape[-1] < 1:
+            raise ValueError(f"StickBreakingTransform: a simplex needs at least one coordinate, got shape {shape}")
         return tuple(shape[:-1]) + (shape[-1] - 1,)
 
 
 class LowerCholeskyTransform(Transform):
-    """A vector of n(n+1)/2 reals -> a lower-triangular n x n matrix with exp on the diagonal."""
+    """A flat vector of n(n+1)/2 reals -> an n x n lower-triangular matrix with a positive diagonal.
+
+    The vector fills the lower triangle row by row (``numpy.tril_indices``
+    order), the diagonal through exp. The matrix is built by a gather (autograd
+    cannot assign into arrays): a zero is prepended to the vector and an
+    (n, n) index array picks from it, index 0 for the upper triangle.
+    log|det| = sum of the diagonal entries of x, with the batch shape of x
+    (x's shape minus its one vector axis, although ``event_dim`` = 2 counts
+    the matrix axes of y).
+    """
 
     event_dim = 2
     domain = constraints.real_vector
     codomain = constraints.lower_cholesky
 
     def __call__(self, x):
-        m = np.shape(x)[-1]
-        n = _side(m)
-        rows, cols = onp.tril_indices(n)
-        diag = rows == cols
-        values = np.where(diag, np.exp(x), x)
-        padded = np.concatenate([np.zeros(np.shape(x)[:-1] + (1,)), values], axis=-1)
-        index = onp.zeros((n, n), dtype=int)
-        index[rows, cols] = onp.arange(1, m + 1)  # 0 points at the zero pad: the upper triangle
-        return padded[..., index]
+        _need_ndim(x, 1, "LowerCholeskyTransform")
+        n = _side(np.shape(x)[-1])
+        on_diagonal = _diagonal_mask(n)
+        values = np.where(on_diagonal, np.exp(np.where(on_diagonal, x, 0.0)), x)  # no exp of off-diagonal
+        pad = np.zeros(np.shape(x)[:-1] + (1,), dtype=_float_dtype(x))
+        return np.concatenate([pad, values], axis=-1)[..., _gather_index(n)]
 
     def inv(self, y):
+        _need_ndim(y, 2, "LowerCholeskyTransform.inv", "y")
         n = np.shape(y)[-1]
+        if np.shape(y)[-2] != n:
+            raise ValueError(f"LowerCholeskyTransform.inv: y must be square in its last two axes, got shape "
+                             f"{np.shape(y)}")
         rows, cols = onp.tril_indices(n)
         values = y[..., rows, cols]
-        return np.where(rows == cols, np.log(np.where(rows == cols, values, 1.0)), values)
+        on_diagonal = rows == cols
+        return np.where(on_diagonal, np.log(np.where(on_diagonal, values, 1.0)), values)
 
     def log_abs_det_jacobian(self, x, y):
-        rows, cols = onp.tril_indices(_side(np.shape(x)[-1]))
-        return np.sum(np.where(rows == cols, x, 0.0), axis=-1)
+        return np.sum(np.where(_diagonal_mask(_side(np.shape(x)[-1])), x, 0.0), axis=-1)
 
     def forward_shape(self, shape):
         n = _side(shape[-1])
@@ -241,34 +361,94 @@ class LowerCholeskyTransform(Transform):
 
 
 def _side(m):
-    n = int(round((onp.sqrt(8 * m + 1) - 1) / 2))
+    """n such that n(n+1)/2 = m, or a ValueError naming m."""
+    n = int(round((math.sqrt(8 * m + 1) - 1) / 2))
     if n * (n + 1) // 2 != m:
-        raise ValueError(f"LowerCholeskyTransform: a vector of length {m} is no triangle's n(n+1)/2")
+        raise ValueError(f"LowerCholeskyTransform: x's last axis has length {m}, which is no triangle "
+                         "number n(n+1)/2")
     return n
+
+
+def _diagonal_mask(n):
+    rows, cols = onp.tril_indices(n)
+    return rows == cols
+
+
+def _gather_index(n):
+    index = onp.zeros((n, n), dtype=onp.intp)
+    rows, cols = onp.tril_indices(n)
+    index[rows, cols] = onp.arange(1, rows.size + 1)
+    return index
+
+
+# ------------------------------------------------------------------ biject_to
+
+_BIJECTIONS = {}
+
+
+def register_bijection(constraint_class):
+    """Decorator: ``fn(constraint) -> Transform`` becomes ``biject_to`` for instances of the class."""
+    def add(fn):
+        _BIJECTIONS[constraint_class] = fn
+        return fn
+    return add
 
 
 def biject_to(constraint):
     """The transform from unconstrained space onto ``constraint``'s set (``None`` means real)."""
-    if constraint is None or constraint is constraints.real or constraint is constraints.real_vector:
+    if constraint is None:
         return IdentityTransform()
-    if isinstance(constraint, constraints._Nonnegative):
-        return ExpTransform()
-    if hasattr(constraint, "base") and hasattr(constraint, "n"):  # Independent's constraint: same map
-        return biject_to(constraint.base)
-    if isinstance(constraint, constraints._GreaterThan):
-        exp = ExpTransform()
-        return exp if onp.all(constraint.lower_bound == 0) else ComposeTransform(
-            [exp, AffineTransform(constraint.lower_bound, 1.0)])
-    if isinstance(constraint, constraints._Interval):
-        sigmoid = SigmoidTransform()
-        lo, hi = constraint.lower_bound, constraint.upper_bound
-        if onp.all(lo == 0) and onp.all(hi == 1):
-            return sigmoid
-        return ComposeTransform([sigmoid, AffineTransform(lo, hi - lo)])
-    if isinstance(constraint, constraints._Simplex):
-        return StickBreakingTransform()
-    if isinstance(constraint, constraints._LowerCholesky):
-        return LowerCholeskyTransform()
-    if isinstance(constraint, (constraints._Real, constraints._RealVector)):
-        return IdentityTransform()
-    raise NotImplementedError(f"biject_to: no transform onto {constraint!r}")
+    for cls in type(constraint).__mro__:  # subclasses of a registered constraint share its map
+        if cls in _BIJECTIONS:
+            return _BIJECTIONS[cls](constraint)
+    raise NotImplementedError(f"biject_to: no transform onto the constraint {constraint!r} "
+                              f"({type(constraint).__name__}); register one with register_bijection")
+
+
+@register_bijection(constraints._Real)
+def _to_real(constraint):
+    return IdentityTransform()
+
+
+@register_bijection(constraints._RealVector)
+@register_bijection(_RealEvent)
+def _to_real_vector(constraint):
+    return IdentityTransform(constraint.event_dim)
+
+
+@register_bijection(constraints._GreaterThan)
+def _to_greater_than(constraint):
+    exp = ExpTransform()
+    if type(constraint.lower_bound) in (int, float) and constraint.lower_bound == 0:
+        return exp
+    return ComposeTransform([exp, AffineTransform(constraint.lower_bound, 1.0, domain=exp.codomain)])
+
+
+@register_bijection(constraints._Nonnegative)
+def _to_nonnegative(constraint):
+    return ExpTransform()  # onto (0, inf): the boundary 0 has no preimage
+
+
+@register_bijection(constraints._Interval)
+def _to_interval(constraint):
+    sigmoid = SigmoidTransform()
+    lower, upper = constraint.lower_bound, constraint.upper_bound
+    if type(lower) in (int, float) and type(upper) in (int, float) and (lower, upper) == (0, 1):
+        return sigmoid
+    return ComposeTransform([sigmoid, AffineTransform(lower, upper - lower, domain=sigmoid.codomain)])
+
+
+@register_bijection(constraints._Simplex)
+def _to_simplex(constraint):
+    return StickBreakingTransform()
+
+
+@register_bijection(constraints._LowerCholesky)
+def _to_lower_cholesky(constraint):
+    return LowerCholeskyTransform()
+
+
+@register_bijection(_IndependentConstraint)
+def _to_independent(constraint):
+    # Reinterpreting batch axes as event axes changes no value, only how log-Jacobians are summed
+    return biject_to(constraint.base)

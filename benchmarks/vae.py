@@ -1,0 +1,181 @@
+"""The course VAE's training step, in four columns measured in one process (float32).
+
+1. ppl: ``SVI.update`` on the example's ``vae_model`` / ``vae_guide`` (handlers, plates, traces);
+2. same kernels: the same math written by hand on ``ppl.kernels`` / ``ppl.nn``, no handlers, value and
+   gradients in one pass, the same flat Adam (the PPL's own overhead is 1 / 2);
+3. plain autograd: the obvious version with ``anp.dot``, ``anp.logaddexp``, a dict of weights and a
+   per-array Adam (the kernels' gain is 3 / 2);
+4. matmul floor: the forward and backward matrix products alone, for the same shapes.
+
+    python benchmarks/vae.py [--batch-sizes 64 1024] [--repeats 30]
+"""
+import argparse
+import os
+import platform
+import sys
+import timeit
+import tracemalloc
+
+import autograd
+import autograd.numpy as anp
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
+import vae_mnist  # noqa: E402
+
+from ppl import kernels, nn  # noqa: E402
+from ppl.autodiff import value_and_grads  # noqa: E402
+from ppl.infer import SVI, Trace_ELBO  # noqa: E402
+from ppl.optim import Adam, ravel  # noqa: E402
+
+F32, ZDIM, NUM_DATA = np.float32, 2, 60000
+LOG_2PI = float(np.log(2 * np.pi))
+
+
+def images(batch_size):
+    return (np.random.default_rng(0).random((batch_size, 784)) < 0.13).astype(F32)
+
+
+def ppl_step(x):
+    svi = SVI(vae_mnist.vae_model, vae_mnist.vae_guide, Adam(1e-3), Trace_ELBO(entropy="analytic"))
+    state = svi.init(0, x, num_data=NUM_DATA)
+    return lambda: svi.update(state, x, num_data=NUM_DATA)
+
+
+def initial_weights():
+    rng = np.random.default_rng(0)
+    return {"encoder": nn.init(rng, [784, 200, 200, 2 * ZDIM], F32), "decoder": nn.init(rng, [ZDIM, 200, 200, 784], F32)}
+
+
+def negative_elbo(encoder, decoder, x, eps, apply, bernoulli, softplus):
+    """-(log p(x, z) - log q(z | x) analytic) on the full-data scale, z = loc + scale * eps."""
+    out = apply(encoder, x)
+    loc, scale = out[:, :ZDIM], 1e-3 + softplus(out[:, ZDIM:])
+    z = loc + scale * eps
+    log_prior = -0.5 * anp.sum(z * z) - 0.5 * ZDIM * LOG_2PI * len(x)
+    log_lik = anp.sum(bernoulli(x, apply(decoder, z)))
+    entropy = anp.sum(anp.log(scale)) + 0.5 * ZDIM * (1.0 + LOG_2PI) * len(x)
+    return -(NUM_DATA / len(x)) * (log_prior + log_lik + entropy)
+
+
+def kernel_step(x):
+    weights = initial_weights()
+    flat = ravel(weights)
+    opt, state = Adam(1e-3), None
+    state = opt.init(flat.buffer)
+    grad = np.zeros_like(flat.buffer)
+    views, grad_views = flat.views(), flat.views(grad)
+    paths = flat.paths
+    rng = np.random.default_rng(1)
+
+    def loss(*leaves):
+        tree = {}
+        for path, leaf in zip(paths, leaves):
+            tree.setdefault(path[0], {})[path[1]] = leaf
+        return negative_elbo(tree["encoder"], tree["decoder"], x, eps[0], nn.apply, kernels.bernoulli_logits_log_prob,
+                             kernels.softplus)
+
+    eps = [None]
+
+    def step():
+        nonlocal state
+        eps[0] = rng.standard_normal((len(x), ZDIM), dtype=F32)
+        _, grads = value_and_grads(loss, views)
+        for view, g in zip(grad_views, grads):
+            view[...] = g
+        state = opt.step(flat.buffer, grad, state)
+
+    return step
+
+
+def plain_apply(params, x):
+    pairs = nn.layers(params)
+    for i, (w, b) in enumerate(pairs):
+        x = anp.dot(x, w) + b
+        if i < len(pairs) - 1:
+            x = anp.where(x > 0, x, anp.exp(anp.minimum(x, 0.0)) - 1)
+    return x
+
+
+def plain_step(x):
+    weights = initial_weights()
+    m = {k: {n: np.zeros_like(a) for n, a in v.items()} for k, v in weights.items()}
+    v2 = {k: {n: np.zeros_like(a) for n, a in v.items()} for k, v in weights.items()}
+    rng, t = np.random.default_rng(1), [0]
+
+    def objective(params, eps):
+        return negative_elbo(params["encoder"], params["decoder"], x, eps, plain_apply,
+                             lambda x, l: x * l - anp.logaddexp(0.0, l), lambda a: anp.logaddexp(0.0, a))
+
+    grad_fn = autograd.grad(objective)
+
+    def step():
+        t[0] += 1
+        grads = grad_fn(weights, rng.standard_normal((len(x), ZDIM), dtype=F32))
+        for net in weights:
+            for name in weights[net]:
+                g = grads[net][name]
+                m[net][name] = 0.9 * m[net][name] + 0.1 * g
+                v2[net][name] = 0.999 * v2[net][name] + 0.001 * g * g
+                weights[net][name] -= 1e-3 * (m[net][name] / (1 - 0.9 ** t[0])) / (
+                    np.sqrt(v2[net][name] / (1 - 0.999 ** t[0])) + 1e-8)
+
+    return step
+
+
+def matmul_floor(x):
+    w = initial_weights()
+    enc, dec = nn.layers(w["encoder"]), nn.layers(w["decoder"])
+    z = np.ones((len(x), ZDIM), F32)
+
+    def step():
+        for inputs, layers in ((x, enc), (z, dec)):
+            acts = [inputs]
+            for weight, _ in layers:
+                acts.append(acts[-1] @ weight)
+            g = acts[-1]
+            for (weight, _), a in zip(reversed(layers), reversed(acts[:-1])):
+                a.T @ g
+                g = g @ weight.T
+
+    return step
+
+
+def measure(make, x, repeats):
+    step = make(x)
+    for _ in range(3):
+        step()
+    ms = 1e3 * float(np.median(timeit.repeat(step, number=1, repeat=repeats)))
+    tracemalloc.start()
+    step()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return ms, peak / 2**20
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 1024])
+    parser.add_argument("--repeats", type=int, default=30)
+    args = parser.parse_args(argv)
+    print("# python benchmarks/vae.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+    print(f"# {platform.machine()}, {os.cpu_count()} cores, CPython {platform.python_version()}, numpy {np.__version__};"
+          f" float32, z = {ZDIM}, median of {args.repeats} steps; memory: tracemalloc peak of one step")
+    columns = [("ppl SVI", ppl_step), ("same kernels", kernel_step), ("plain autograd", plain_step),
+               ("matmul floor", matmul_floor)]
+    print(f"{'batch':>6s} {'column':15s}{'ms/step':>10s}{'s/epoch':>10s}{'images/s':>11s}{'peak MiB':>10s}")
+    for batch in args.batch_sizes:
+        x = images(batch)
+        results = {}
+        for name, make in columns:
+            ms, mib = measure(make, x, args.repeats)
+            results[name] = ms
+            steps = NUM_DATA // batch
+            print(f"{batch:6d} {name:15s}{ms:10.2f}{ms * steps / 1e3:10.1f}{batch / ms * 1e3:11.0f}{mib:10.1f}")
+        print(f"{batch:6d} ratios: ppl / same kernels = {results['ppl SVI'] / results['same kernels']:.2f}, "
+              f"plain autograd / same kernels = {results['plain autograd'] / results['same kernels']:.2f}, "
+              f"ppl / matmul floor = {results['ppl SVI'] / results['matmul floor']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
