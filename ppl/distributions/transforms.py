@@ -54,8 +54,7 @@ class _RealEvent(constraints.Constraint):
         self.event_dim = event_dim
 
     def check(self, x):
-        return _sum_rightmost(x == x, 0) if not self.event_dim else onp.all(
-            x == x, axis=tuple(range(-self.event_dim, 0)))
+        return onp.all(x == x, axis=tuple(range(-self.event_dim, 0)))  # False only for NaN
 
     def __repr__(self):
         return f"real_event({self.event_dim})"
@@ -216,16 +215,16 @@ class ComposeTransform(Transform):
         self.parts = list(parts)
         if not self.parts:
             raise ValueError("ComposeTransform: parts must hold at least one transform")
-        # Walk backwards: how many trailing axes of each part's input are event axes of the whole
+        # Walk backwards: a part whose output has r event axes of the whole composite takes an
+        # input with d_in + (r - d_out) of them (d_in, d_out: its own domain and codomain ranks)
         rank = 0
-        self._input_ranks = []
         for part in reversed(self.parts):
             rank = part.domain.event_dim + max(rank - part.codomain.event_dim, 0)
-            rank = max(rank, part.event_dim if part.domain.event_dim == part.codomain.event_dim else 0)
-            self._input_ranks.append(rank)
-        self._input_ranks.reverse()
+        self._domain_rank = rank
         self.event_dim = max(p.event_dim for p in self.parts)
-        self.domain, self.codomain = self.parts[0].domain, self.parts[-1].codomain
+        first = self.parts[0].domain
+        self.domain = first if first.event_dim == rank else _real(rank)
+        self.codomain = self.parts[-1].codomain
 
     def __call__(self, x):
         for part in self.parts:
@@ -238,7 +237,7 @@ class ComposeTransform(Transform):
         return y
 
     def log_abs_det_jacobian(self, x, y):
-        batch_ndim = np.ndim(x) - self._input_ranks[0]
+        batch_ndim = np.ndim(x) - self._domain_rank
         total = 0.0
         for i, part in enumerate(self.parts):
             y_part = y if i == len(self.parts) - 1 else part(x)
@@ -286,9 +285,9 @@ class StickBreakingTransform(Transform):
 
     def __call__(self, x):
         t = self._shifted(x)
-        log_stick = np.cumsum(-softplus(t), axis=-1)
-        if np.shape(t)[-1] == 0:
+        if np.shape(t)[-1] == 0:  # the simplex of one point
             return np.ones(np.shape(t)[:-1] + (1,), dtype=_float_dtype(x))
+        log_stick = np.cumsum(-softplus(t), axis=-1)
         return np.exp(np.concatenate([t + log_stick, log_stick[..., -1:]], axis=-1))
 
     def inv(self, y):
@@ -416,12 +415,25 @@ def _to_real_vector(constraint):
     return IdentityTransform(constraint.event_dim)
 
 
+def _weak(bound):
+    """A 0-d NumPy bound as a Python float: NumPy scalars would promote float32 values to float64."""
+    value = getval(bound)
+    if isinstance(value, (onp.ndarray, onp.generic)) and value.ndim == 0 and value is bound:
+        return float(value)
+    return bound
+
+
+def _is(bound, number):
+    return type(bound) in (int, float) and bound == number
+
+
 @register_bijection(constraints._GreaterThan)
 def _to_greater_than(constraint):
     exp = ExpTransform()
-    if type(constraint.lower_bound) in (int, float) and constraint.lower_bound == 0:
+    lower = _weak(constraint.lower_bound)
+    if _is(lower, 0):
         return exp
-    return ComposeTransform([exp, AffineTransform(constraint.lower_bound, 1.0, domain=exp.codomain)])
+    return ComposeTransform([exp, AffineTransform(lower, 1.0, domain=exp.codomain)])
 
 
 @register_bijection(constraints._Nonnegative)
@@ -432,8 +444,8 @@ def _to_nonnegative(constraint):
 @register_bijection(constraints._Interval)
 def _to_interval(constraint):
     sigmoid = SigmoidTransform()
-    lower, upper = constraint.lower_bound, constraint.upper_bound
-    if type(lower) in (int, float) and type(upper) in (int, float) and (lower, upper) == (0, 1):
+    lower, upper = _weak(constraint.lower_bound), _weak(constraint.upper_bound)
+    if _is(lower, 0) and _is(upper, 1):
         return sigmoid
     return ComposeTransform([sigmoid, AffineTransform(lower, upper - lower, domain=sigmoid.codomain)])
 
