@@ -337,3 +337,15 @@ def test_advi_step_size_search_keeps_the_best():
     assert result.step_size >= 0.01  # 0.0001 barely moves in 30 steps; a larger step wins
     mean, sd = normal_posterior(DATA)
     assert abs(result.mean["mu"] - mean) < 0.5 * sd
+
+
+def test_predictive_check_flags_a_misfit():
+    from ppl.infer import predictive_check
+
+    rng = np.random.default_rng(0)
+    observed = rng.standard_t(2, size=200)  # heavy-tailed data
+    replicated = rng.normal(0.0, observed.std(), size=(400, 200))  # from a Normal model with the right scale
+    _, _, p_max = predictive_check(lambda x: np.max(np.abs(x)), observed, replicated)
+    _, _, p_var = predictive_check(np.var, observed, replicated)
+    assert p_max < 0.01  # the Normal cannot produce the observed extremes
+    assert 0.05 < p_var < 0.95  # but it matches the variance it was given
