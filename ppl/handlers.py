@@ -54,7 +54,7 @@ class Trace(dict):
         rows = [head if log_prob else head[:-1]]
         for site in self.values():
             fn = site.fn if site.type == "sample" else None
-            row = [site.name, site.type, type(fn).__name__ if fn is not None else "-",
+            row = [site.name, site.type, _family(fn) if fn is not None else "-",
                    str(fn.batch_shape) if fn is not None else "-",
                    str(fn.event_shape) if fn is not None else "-",
                    str(anp.shape(site.value)) if site.value is not None and not isinstance(site.value, dict)
@@ -70,6 +70,13 @@ class Trace(dict):
 
     def __repr__(self):
         return f"Trace({list(self)})"
+
+
+def _family(fn):
+    """The family's name, seen through the Expanded and Independent wrappers."""
+    while hasattr(fn, "base"):
+        fn = fn.base
+    return type(fn).__name__
 
 
 def _is_scored(site):

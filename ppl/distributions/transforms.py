@@ -331,8 +331,10 @@ class LowerCholeskyTransform(Transform):
     def __call__(self, x):
         _need_ndim(x, 1, "LowerCholeskyTransform")
         n = _side(np.shape(x)[-1])
-        on_diagonal = _diagonal_mask(n)
-        values = np.where(on_diagonal, np.exp(np.where(on_diagonal, x, 0.0)), x)  # no exp of off-diagonal
+        on, off = _diagonal_mask(n), ~_diagonal_mask(n)
+        # Masks by multiplication: autograd's np.where gradient is float64. exp only sees the
+        # diagonal (off it, exp(0) * 0), so a huge off-diagonal entry cannot overflow into NaN gradients
+        values = on * np.exp(on * x) + off * x
         pad = np.zeros(np.shape(x)[:-1] + (1,), dtype=_float_dtype(x))
         return np.concatenate([pad, values], axis=-1)[..., _gather_index(n)]
 
@@ -344,11 +346,11 @@ class LowerCholeskyTransform(Transform):
                              f"{np.shape(y)}")
         rows, cols = onp.tril_indices(n)
         values = y[..., rows, cols]
-        on_diagonal = rows == cols
-        return np.where(on_diagonal, np.log(np.where(on_diagonal, values, 1.0)), values)
+        on, off = rows == cols, rows != cols
+        return on * np.log(on * values + off) + off * values
 
     def log_abs_det_jacobian(self, x, y):
-        return np.sum(np.where(_diagonal_mask(_side(np.shape(x)[-1])), x, 0.0), axis=-1)
+        return np.sum(_diagonal_mask(_side(np.shape(x)[-1])) * x, axis=-1)
 
     def forward_shape(self, shape):
         n = _side(shape[-1])
