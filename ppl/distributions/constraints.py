@@ -21,14 +21,14 @@ class Constraint:
 
 class _Real(Constraint):
     def check(self, x):
-        return x == x  # False only for NaN; infinities are real values here
+        return np.isfinite(x)  # NaN and the infinities are not real numbers
 
 
 class _RealVector(Constraint):
     event_dim = 1
 
     def check(self, x):
-        return np.all(x == x, axis=-1)
+        return np.all(np.isfinite(x), axis=-1)
 
     def __repr__(self):
         return "real_vector"
