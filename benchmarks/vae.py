@@ -7,13 +7,16 @@
    per-array Adam (the kernels' gain is 3 / 2);
 4. matmul floor: the forward and backward matrix products alone, for the same shapes.
 
-    python benchmarks/vae.py [--batch-sizes 64 1024] [--repeats 30]
+    python benchmarks/vae.py [--batch-sizes 64 1024] [--repeats 30] [--quality [--epochs 5]]
+
+``--quality`` then trains ppl's VAE and the plain autograd one for five epochs on the same minibatches
+(needs MNIST, see ``ppl.datasets``) and prints both training losses per epoch and both test -ELBOs.
 """
 import argparse
 import os
 import platform
 import sys
-import timeit
+import time
 import tracemalloc
 
 import autograd
@@ -97,30 +100,35 @@ def plain_apply(params, x):
     return x
 
 
-def plain_step(x):
-    weights = initial_weights()
-    m = {k: {n: np.zeros_like(a) for n, a in v.items()} for k, v in weights.items()}
-    v2 = {k: {n: np.zeros_like(a) for n, a in v.items()} for k, v in weights.items()}
-    rng, t = np.random.default_rng(1), [0]
+def plain_objective(params, x, eps):
+    return negative_elbo(params["encoder"], params["decoder"], x, eps, plain_apply,
+                         lambda x, l: x * l - anp.logaddexp(0.0, l), lambda a: anp.logaddexp(0.0, a))
 
-    def objective(params, eps):
-        return negative_elbo(params["encoder"], params["decoder"], x, eps, plain_apply,
-                             lambda x, l: x * l - anp.logaddexp(0.0, l), lambda a: anp.logaddexp(0.0, a))
 
-    grad_fn = autograd.grad(objective)
+def plain_trainer(weights):
+    """A per-array Adam (1e-3, the usual betas) on autograd's gradient of the plain objective, in place."""
+    first = {k: {n: np.zeros_like(a) for n, a in v.items()} for k, v in weights.items()}
+    second = {k: {n: np.zeros_like(a) for n, a in v.items()} for k, v in weights.items()}
+    grad_fn, t = autograd.value_and_grad(plain_objective), [0]
 
-    def step():
+    def update(x, eps):
         t[0] += 1
-        grads = grad_fn(weights, rng.standard_normal((len(x), ZDIM), dtype=F32))
+        loss, grads = grad_fn(weights, x, eps)
         for net in weights:
             for name in weights[net]:
                 g = grads[net][name]
-                m[net][name] = 0.9 * m[net][name] + 0.1 * g
-                v2[net][name] = 0.999 * v2[net][name] + 0.001 * g * g
-                weights[net][name] -= 1e-3 * (m[net][name] / (1 - 0.9 ** t[0])) / (
-                    np.sqrt(v2[net][name] / (1 - 0.999 ** t[0])) + 1e-8)
+                first[net][name] = 0.9 * first[net][name] + 0.1 * g
+                second[net][name] = 0.999 * second[net][name] + 0.001 * g * g
+                weights[net][name] -= 1e-3 * (first[net][name] / (1 - 0.9 ** t[0])) / (
+                    np.sqrt(second[net][name] / (1 - 0.999 ** t[0])) + 1e-8)
+        return loss
 
-    return step
+    return update
+
+
+def plain_step(x):
+    update, rng = plain_trainer(initial_weights()), np.random.default_rng(1)
+    return lambda: update(x, rng.standard_normal((len(x), ZDIM), dtype=F32))
 
 
 def matmul_floor(x):
@@ -141,40 +149,81 @@ def matmul_floor(x):
     return step
 
 
-def measure(make, x, repeats):
-    step = make(x)
-    for _ in range(3):
+def quality(epochs, batch_size, limit=None):
+    """Train ppl's VAE and the plain autograd one on the same minibatches; their losses should agree."""
+    from ppl.datasets import load_mnist
+
+    x_train, x_test = load_mnist("train")[0][:limit], load_mnist("test")[0]
+    num_data = len(x_train)
+    svi = SVI(vae_mnist.vae_model, vae_mnist.vae_guide, Adam(1e-3), Trace_ELBO(entropy="analytic"))
+    state = svi.init(0, x_train[:batch_size], num_data=num_data)
+    weights, rng = initial_weights(), np.random.default_rng(1)
+    plain_update = plain_trainer(weights)
+    print(f"# quality: {epochs} epochs, batch {batch_size}, {num_data} training images; mean training loss"
+          " and test -ELBO in nats per image (one draw of z per image)")
+    print(f"{'epoch':>6s}{'ppl':>10s}{'plain':>10s}")
+    for epoch in range(epochs):
+        steps = vae_mnist.batches(num_data, batch_size, epoch, 0)
+        ppl_losses, plain_losses = np.empty(len(steps)), np.empty(len(steps))
+        for i, idx in enumerate(steps):
+            state, ppl_losses[i] = svi.update(state, x_train[idx], num_data=num_data)
+            eps = rng.standard_normal((batch_size, ZDIM), dtype=F32)
+            plain_losses[i] = plain_update(x_train[idx], eps) * num_data / NUM_DATA  # its scale is NUM_DATA
+        print(f"{epoch + 1:6d}{ppl_losses.mean() / num_data:10.3f}{plain_losses.mean() / num_data:10.3f}", flush=True)
+    ppl_test = vae_mnist.test_elbo(svi, state, x_test, ZDIM, 0)
+    plain_test = float(plain_objective(weights, x_test, rng.standard_normal((len(x_test), ZDIM), dtype=F32))) / NUM_DATA
+    print(f"{'test':>6s}{ppl_test:10.3f}{plain_test:10.3f}")
+    return ppl_test, plain_test
+
+
+def measure(makers, x, repeats):
+    """Median ms per step of each column, the columns taking turns step by step (so a burst of load on a
+    shared machine hits all of them alike), and the tracemalloc peak MiB of one step of each."""
+    steps = [make(x) for make in makers]
+    for step in steps:
+        for _ in range(3):
+            step()
+    times = np.empty((repeats, len(steps)))
+    for r in range(repeats):
+        for c, step in enumerate(steps):
+            start = time.perf_counter()
+            step()
+            times[r, c] = time.perf_counter() - start
+    peaks = []
+    for step in steps:
+        tracemalloc.start()
         step()
-    ms = 1e3 * float(np.median(timeit.repeat(step, number=1, repeat=repeats)))
-    tracemalloc.start()
-    step()
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return ms, peak / 2**20
+        peaks.append(tracemalloc.get_traced_memory()[1] / 2**20)
+        tracemalloc.stop()
+    return 1e3 * np.median(times, axis=0), peaks
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 1024])
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--quality", action="store_true", help="also train both for --epochs on MNIST and compare")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--limit", type=int, default=None, help="first N training images (quality check)")
     args = parser.parse_args(argv)
     print("# python benchmarks/vae.py " + " ".join(argv if argv is not None else sys.argv[1:]))
     print(f"# {platform.machine()}, {os.cpu_count()} cores, CPython {platform.python_version()}, numpy {np.__version__};"
-          f" float32, z = {ZDIM}, median of {args.repeats} steps; memory: tracemalloc peak of one step")
+          f" float32, z = {ZDIM}, median of {args.repeats} steps, columns interleaved; memory: tracemalloc peak of one step")
     columns = [("ppl SVI", ppl_step), ("same kernels", kernel_step), ("plain autograd", plain_step),
                ("matmul floor", matmul_floor)]
     print(f"{'batch':>6s} {'column':15s}{'ms/step':>10s}{'s/epoch':>10s}{'images/s':>11s}{'peak MiB':>10s}")
     for batch in args.batch_sizes:
-        x = images(batch)
-        results = {}
-        for name, make in columns:
-            ms, mib = measure(make, x, args.repeats)
-            results[name] = ms
+        ms, peaks = measure([make for _, make in columns], images(batch), args.repeats)
+        results = dict(zip((name for name, _ in columns), ms))
+        for (name, _), step_ms, mib in zip(columns, ms, peaks):
             steps = NUM_DATA // batch
-            print(f"{batch:6d} {name:15s}{ms:10.2f}{ms * steps / 1e3:10.1f}{batch / ms * 1e3:11.0f}{mib:10.1f}")
+            print(f"{batch:6d} {name:15s}{step_ms:10.2f}{step_ms * steps / 1e3:10.1f}{batch / step_ms * 1e3:11.0f}"
+                  f"{mib:10.1f}")
         print(f"{batch:6d} ratios: ppl / same kernels = {results['ppl SVI'] / results['same kernels']:.2f}, "
               f"plain autograd / same kernels = {results['plain autograd'] / results['same kernels']:.2f}, "
               f"ppl / matmul floor = {results['ppl SVI'] / results['matmul floor']:.2f}")
+    if args.quality:
+        quality(args.epochs, 64, args.limit)
 
 
 if __name__ == "__main__":

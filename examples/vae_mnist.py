@@ -158,6 +158,13 @@ def main(argv=None):
             "figures": figures, "params": params, "state": state}
 
 
+def mosaic(images, rows, cols, gap=2):
+    """Lay ``rows * cols`` 28x28 images (flattened, row-major) out as one picture with white gaps."""
+    tiles = np.zeros((rows, cols, 28 + gap, 28 + gap), images.dtype)
+    tiles[:, :, :28, :28] = images[: rows * cols].reshape(rows, cols, 28, 28)
+    return tiles.transpose(0, 2, 1, 3).reshape(rows * (28 + gap), cols * (28 + gap))[:-gap, :-gap]
+
+
 def save_figures(args, params, x_test, y_test, epoch_losses):
     import matplotlib
 
@@ -177,10 +184,10 @@ def save_figures(args, params, x_test, y_test, epoch_losses):
         paths.append(path)
 
     def grid(images, rows, cols, size):
-        fig, axes = plt.subplots(rows, cols, figsize=size)
-        for ax, image in zip(axes.ravel(), images):
-            ax.imshow(image.reshape(28, 28), cmap="Greys")
-            ax.axis("off")
+        # one imshow of a tiled mosaic: hundreds of subplots would cost seconds each figure
+        fig, ax = plt.subplots(figsize=size)
+        ax.imshow(mosaic(images, rows, cols), cmap="Greys", vmin=0, vmax=1)
+        ax.axis("off")
         return fig
 
     rng = np.random.default_rng(args.seed)
@@ -194,15 +201,10 @@ def save_figures(args, params, x_test, y_test, epoch_losses):
 
     if d == 2:
         n = 20
-        inv_cdf = norm.ppf(np.linspace(0.1, 0.9, n))
-        zs = np.array([[inv_cdf[i], inv_cdf[j]] for i in range(n) for j in range(n)], F32)
-        manifold = decode(params, zs, d)
-        fig, axes = plt.subplots(n, n, figsize=(12, 12))
-        for i in range(n):
-            for j in range(n):
-                axes[j, i].imshow(manifold[n * i + j].reshape(28, 28), cmap="Greys")
-                axes[j, i].axis("off")
-        save(fig, "manifold")
+        inv_cdf = norm.ppf(np.linspace(0.1, 0.9, n)).astype(F32)
+        z1, z2 = np.meshgrid(inv_cdf, inv_cdf, indexing="ij")  # the course's layout: z1 down the rows, z2 across
+        manifold = decode(params, np.stack([z1.ravel(), z2.ravel()], 1), d)
+        save(grid(manifold, n, n, (12, 12)), "manifold")
         _, means = encode(params, x_test, d)
         fig, ax = plt.subplots(figsize=(6, 5))
         points = ax.scatter(means[:, 0], means[:, 1], c=y_test, cmap="tab10", s=2)

@@ -1,32 +1,49 @@
 """Adam and SGD over one flat buffer of parameters.
 
-``ravel(params)`` packs a (nested) dict of arrays into one contiguous
-vector and hands out views of it per parameter; an optimizer step is then a
-handful of vectorized in-place operations on that vector, however many
-arrays the model has. Optimizer state is a plain dict of arrays (savable
-with ``np.savez``, comparable with ``np.array_equal``).
+``ravel(params)`` packs a (nested) dict of arrays into one contiguous 1-D
+``buffer`` and hands out views of it per parameter; an optimizer step is then
+a handful of vectorized in-place operations on that vector, however many
+arrays the model has. Optimizer state is a plain dict of arrays (savable with
+``np.savez``, comparable with ``np.array_equal``)::
+
+    flat = ravel({"w": w, "net": {"W0": W0, "b0": b0}})
+    opt = Adam(1e-3)
+    state = opt.init(flat.buffer)
+    state = opt.step(flat.buffer, flat.ravel_like(grads), state)   # flat.unravel() sees the new values
 """
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
 
 class Flat:
-    """A nested dict of arrays laid out in one 1-D ``buffer``; leaves in sorted key order."""
+    """A nested dict of arrays laid out in one contiguous 1-D ``buffer``.
+
+    Leaves are stored in a fixed order (keys sorted at every level), so the
+    same structure always gives the same layout. ``paths[i]`` is the key
+    tuple of leaf i, ``shapes[i]`` its shape, ``offsets[i]`` where it starts
+    in ``buffer``, ``sizes[i]`` how many entries it has.
+    """
 
     def __init__(self, paths, shapes, buffer):
-        self.paths, self.shapes, self.buffer = paths, shapes, buffer
-        sizes = [int(np.prod(s, dtype=int)) for s in shapes]
-        self.offsets = [int(o) for o in np.cumsum([0] + sizes)[:-1]]
-        self.sizes = sizes
+        self.paths, self.shapes, self.buffer = list(paths), [tuple(s) for s in shapes], buffer
+        self.sizes = [math.prod(s) for s in self.shapes]
+        self.offsets = [0] * len(self.sizes)
+        for i in range(1, len(self.sizes)):
+            self.offsets[i] = self.offsets[i - 1] + self.sizes[i - 1]
+        self.size = sum(self.sizes)
 
     def views(self, buffer=None):
-        """One array per leaf, each a view into ``buffer`` (default: this one)."""
-        buffer = self.buffer if buffer is None else buffer
+        """One array per leaf, in ``paths`` order, each a reshaped view into ``buffer`` (default: ours)."""
+        buffer = self._check_buffer(buffer)
         return [buffer[o:o + n].reshape(s) for o, n, s in zip(self.offsets, self.sizes, self.shapes)]
 
     def unravel(self, buffer=None):
-        """The nested dict of views into ``buffer``."""
+        """The nested dict of views into ``buffer`` (default: ours; or any flat vector of this layout).
+
+        Writing into ``buffer`` (e.g. an optimizer step) changes the arrays of the returned dict.
+        """
         out = {}
         for path, view in zip(self.paths, self.views(buffer)):
             node = out
@@ -36,127 +53,216 @@ class Flat:
         return out
 
     def ravel_like(self, params):
-        """Pack a nested dict with this layout (e.g. gradients) into a new flat vector."""
+        """Pack a nested dict of this structure (e.g. gradients) into a new flat vector of ``buffer``'s dtype."""
         leaves = dict(_leaves(params))
-        return np.concatenate([np.ravel(leaves[p]) for p in self.paths]).astype(self.buffer.dtype, copy=False) \
-            if self.paths else np.zeros(0, self.buffer.dtype)
+        missing = [_name(p) for p in self.paths if p not in leaves]
+        extra = [_name(p) for p in leaves if p not in set(self.paths)]
+        if missing or extra:
+            raise ValueError(f"ravel_like: params do not match the layout: missing {missing}, unexpected {extra}")
+        out = np.empty(self.size, self.buffer.dtype)
+        for path, offset, size, shape in zip(self.paths, self.offsets, self.sizes, self.shapes):
+            leaf = leaves[path]
+            if np.shape(leaf) != shape:
+                raise ValueError(f"ravel_like: {_name(path)!r} has shape {np.shape(leaf)}, the layout says {shape}")
+            out[offset:offset + size] = np.ravel(leaf)
+        return out
 
     def layout_key(self):
-        """What identifies the layout: paths, shapes and dtype (to match a checkpoint to a model)."""
-        return tuple(zip(("/".join(map(str, p)) for p in self.paths), map(tuple, self.shapes))), \
-            str(self.buffer.dtype)
+        """What identifies the layout: ((path, shape), ...) and the dtype, to match a checkpoint to a model."""
+        return tuple(zip(map(_name, self.paths), self.shapes)), str(self.buffer.dtype)
+
+    def _check_buffer(self, buffer):
+        if buffer is None:
+            return self.buffer
+        if np.ndim(buffer) != 1 or np.shape(buffer)[0] != self.size:
+            raise ValueError(f"buffer must be a flat vector of length {self.size} for this layout, "
+                             f"got shape {np.shape(buffer)}")
+        return buffer
+
+
+def _name(path):
+    return "/".join(map(str, path))
 
 
 def _leaves(params, prefix=()):
+    """(path, leaf) pairs of a nested dict, keys sorted at every level."""
+    if not isinstance(params, Mapping):
+        raise TypeError(f"params must be a dict of arrays (or of dicts of arrays), got {type(params).__name__}")
     for key in sorted(params, key=str):
         value = params[key]
-        if isinstance(value, dict):
+        if isinstance(value, Mapping):
             yield from _leaves(value, prefix + (key,))
         else:
             yield prefix + (key,), value
 
 
 def ravel(params):
-    """A ``Flat`` holding a copy of ``params`` (a dict name -> array, or -> dict of arrays)."""
-    items = [(path, np.asarray(value)) for path, value in _leaves(params)]
-    dtype = np.result_type(*[v for _, v in items]) if items else np.float64
-    if not np.issubdtype(dtype, np.floating):
-        dtype = np.float64
-    buffer = np.concatenate([v.ravel() for _, v in items]).astype(dtype) if items else np.zeros(0, dtype)
-    return Flat([p for p, _ in items], [v.shape for _, v in items], buffer)
+    """A ``Flat`` holding a copy of ``params`` (a dict name -> array, or name -> dict of arrays, nested).
+
+    The buffer's dtype is the result dtype of all leaves (all float32 stays
+    float32); integer or boolean leaves alone give float64, since an optimizer
+    needs a floating buffer.
+    """
+    items = list(_leaves(params))
+    arrays = []
+    for path, value in items:
+        array = np.asarray(value)
+        if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+            raise TypeError(f"ravel: parameter {_name(path)!r} must be a numeric array, got {type(value).__name__}")
+        arrays.append(array)
+    dtype = np.result_type(*arrays) if arrays else np.dtype(np.float64)
+    if not np.issubdtype(dtype, np.inexact):
+        dtype = np.dtype(np.float64)
+    flat = Flat([p for p, _ in items], [a.shape for a in arrays], np.empty(sum(a.size for a in arrays), dtype))
+    for view, array in zip(flat.views(), arrays):
+        view[...] = array
+    return flat
 
 
-def _check_positive(name, value):
-    if not (isinstance(value, (int, float, np.floating)) and math.isfinite(value) and value > 0):
+# ---------------------------------------------------------------- optimizers
+
+
+def _positive(name, value):
+    """``value`` as a float, or a ValueError naming it unless it is a finite number > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
 
 
-def _clip(grad, clip_norm):
-    if clip_norm is not None:
-        norm = float(np.sqrt(np.dot(grad, grad)))
-        if norm > clip_norm:
-            grad = grad * (clip_norm / norm)
-    return grad
+def _clip_norm(clip_norm):
+    return None if clip_norm is None else _positive("clip_norm", clip_norm)
 
 
-class Adam:
-    """Adam (Kingma & Ba 2015) with bias correction; ``clip_norm`` caps the gradient's global L2 norm.
+class _Optimizer:
+    """What Adam and SGD share: argument checks, gradient clipping, scratch memory, ``update`` on dicts.
 
-        m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
-        x <- x - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+    ``step(buffer, grad, state)`` writes the new parameters into ``buffer``
+    and the new moments into the state's own arrays, and returns a new dict
+    holding those same arrays (so the state passed in is updated too; copy it
+    first to keep it).
     """
 
-    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, clip_norm=None):
-        _check_positive("lr", lr)
-        _check_positive("eps", eps)
-        if not all(0 <= b < 1 for b in betas) or len(betas) != 2:
-            raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
-        if clip_norm is not None:
-            _check_positive("clip_norm", clip_norm)
-        self.lr, self.betas, self.eps, self.clip_norm = lr, tuple(betas), eps, clip_norm
-
     def init(self, buffer):
-        return {"step": np.array(0, dtype=np.int64), "m": np.zeros_like(buffer), "v": np.zeros_like(buffer)}
+        """The state before the first step: zero moments shaped like ``buffer`` (or a nested dict's ravel)."""
+        if isinstance(buffer, Mapping):
+            buffer = ravel(buffer).buffer
+        buffer = self._check_buffer(buffer)
+        return {"step": np.array(0, dtype=np.int64), **{k: np.zeros_like(buffer) for k in self.moments}}
 
-    def step(self, buffer, grad, state):
-        """Update ``buffer`` in place with a dozen passes and no allocation; the state's arrays too."""
-        b1, b2 = self.betas
-        t = int(state["step"]) + 1
-        grad = _clip(grad, self.clip_norm)
-        m, v = state["m"], state["v"]
-        tmp = self._scratch(buffer)
-        np.subtract(grad, m, out=tmp)  # m += (1 - b1)(g - m)
-        tmp *= 1 - b1
-        m += tmp
-        np.multiply(grad, grad, out=tmp)  # v += (1 - b2)(g^2 - v)
-        tmp -= v
-        tmp *= 1 - b2
-        v += tmp
-        # x -= lr_t m / (sqrt(v) + eps_t): the bias corrections folded into two scalars
-        lr_t = self.lr * math.sqrt(1 - b2**t) / (1 - b1**t)
-        np.sqrt(v, out=tmp)
-        tmp += self.eps * math.sqrt(1 - b2**t)
-        np.divide(m, tmp, out=tmp)
-        tmp *= lr_t
-        buffer -= tmp
-        return {"step": np.array(t, dtype=np.int64), "m": m, "v": v}
+    def update(self, params, grads, state):
+        """One step on nested dicts, for callers who keep no ``Flat``: ravel, step, unravel.
+
+        Returns (new params as a nested dict of views into one new buffer, new state); ``params`` is
+        not modified. ``state`` comes from ``init(params)``.
+        """
+        flat = ravel(params)
+        state = self.step(flat.buffer, flat.ravel_like(grads), state)
+        return flat.unravel(), state
+
+    def _check_buffer(self, buffer):
+        if not isinstance(buffer, np.ndarray) or buffer.ndim != 1 or not np.issubdtype(buffer.dtype, np.inexact):
+            raise TypeError(f"buffer must be a 1-D floating numpy array (a Flat's buffer), "
+                            f"got {type(buffer).__name__} of shape {np.shape(buffer)}")
+        return buffer
+
+    def _check_step(self, buffer, grad, state):
+        self._check_buffer(buffer)
+        if np.shape(grad) != buffer.shape:
+            raise ValueError(f"grad has shape {np.shape(grad)}, the buffer {buffer.shape}")
+        for key in ("step",) + self.moments:
+            if key not in state:
+                raise ValueError(f"state has no {key!r}: make it with {type(self).__name__}.init(buffer)")
+        for key in self.moments:
+            if state[key].shape != buffer.shape:
+                raise ValueError(f"state[{key!r}] has shape {state[key].shape}, the buffer {buffer.shape}")
+
+    def _clipped(self, grad):
+        """g scaled so that its global L2 norm is at most ``clip_norm`` (unchanged if it already is)."""
+        if self.clip_norm is not None:
+            norm = math.sqrt(float(np.dot(grad, grad)))
+            if norm > self.clip_norm:
+                grad = grad * (self.clip_norm / norm)
+        return grad
 
     def _scratch(self, buffer):
+        # one work array per optimizer, reused across steps so a step allocates nothing
         scratch = getattr(self, "_tmp", None)
         if scratch is None or scratch.shape != buffer.shape or scratch.dtype != buffer.dtype:
             scratch = self._tmp = np.empty_like(buffer)
         return scratch
 
-    def update(self, params, grads, state):
-        """Adam on nested dicts (ravels, steps, unravels) for callers who keep no flat buffer."""
-        flat = ravel(params)
-        state = self.step(flat.buffer, flat.ravel_like(grads), state)
-        return flat.unravel(), state
 
+class Adam(_Optimizer):
+    """Adam (Kingma & Ba 2015) with bias correction, in the PyTorch form; state ``{"step", "m", "v"}``.
 
-class SGD:
-    """SGD with momentum: u <- momentum u + g; x <- x - lr u."""
+        m <- b1 m + (1 - b1) g,   v <- b2 v + (1 - b2) g^2,   t <- t + 1
+        x <- x - lr m_hat / (sqrt(v_hat) + eps),   m_hat = m / (1 - b1^t),  v_hat = v / (1 - b2^t)
 
-    def __init__(self, lr, momentum=0.0, clip_norm=None):
-        _check_positive("lr", lr)
-        if not (isinstance(momentum, (int, float)) and 0 <= momentum):
-            raise ValueError(f"momentum must be >= 0, got {momentum!r}")
-        if clip_norm is not None:
-            _check_positive("clip_norm", clip_norm)
-        self.lr, self.momentum, self.clip_norm = lr, momentum, clip_norm
+    ``clip_norm`` first scales g so its global L2 norm is at most ``clip_norm``.
+    """
 
-    def init(self, buffer):
-        return {"step": np.array(0, dtype=np.int64), "velocity": np.zeros_like(buffer)}
+    moments = ("m", "v")
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, clip_norm=None):
+        self.lr, self.eps, self.clip_norm = _positive("lr", lr), _positive("eps", eps), _clip_norm(clip_norm)
+        try:
+            b1, b2 = (float(b) for b in betas)
+        except (TypeError, ValueError):
+            raise ValueError(f"betas must be a pair of numbers in [0, 1), got {betas!r}") from None
+        if not (0 <= b1 < 1 and 0 <= b2 < 1):
+            raise ValueError(f"betas must be a pair of numbers in [0, 1), got {betas!r}")
+        self.betas = (b1, b2)
 
     def step(self, buffer, grad, state):
-        grad = _clip(grad, self.clip_norm)
-        velocity = state["velocity"]
+        """Update ``buffer`` (and the state's ``m``, ``v``) in place, in ten passes with no allocation."""
+        self._check_step(buffer, grad, state)
+        b1, b2 = self.betas
+        t = int(state["step"]) + 1
+        grad = self._clipped(grad)
+        m, v, tmp = state["m"], state["v"], self._scratch(buffer)
+        np.subtract(grad, m, out=tmp)  # m += (1 - b1)(g - m), i.e. m = b1 m + (1 - b1) g
+        tmp *= 1.0 - b1
+        m += tmp
+        np.multiply(grad, grad, out=tmp)  # v += (1 - b2)(g^2 - v)
+        tmp -= v
+        tmp *= 1.0 - b2
+        v += tmp
+        # lr m_hat / (sqrt(v_hat) + eps) = lr_t m / (sqrt(v) + eps_t): both corrections folded into scalars
+        correction2 = math.sqrt(1.0 - b2**t)
+        lr_t = self.lr * correction2 / (1.0 - b1**t)
+        np.sqrt(v, out=tmp)
+        tmp += self.eps * correction2
+        np.divide(m, tmp, out=tmp)
+        tmp *= lr_t
+        buffer -= tmp
+        return {"step": np.array(t, dtype=np.int64), "m": m, "v": v}
+
+
+class SGD(_Optimizer):
+    """Stochastic gradient descent with (heavy-ball) momentum, as in PyTorch; state ``{"step", "velocity"}``.
+
+        u <- momentum u + g,   x <- x - lr u
+
+    ``momentum=0`` is plain SGD; ``clip_norm`` first caps the gradient's global L2 norm.
+    """
+
+    moments = ("velocity",)
+
+    def __init__(self, lr, momentum=0.0, clip_norm=None):
+        self.lr, self.clip_norm = _positive("lr", lr), _clip_norm(clip_norm)
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(momentum) or momentum < 0:
+            raise ValueError(f"momentum must be a finite number >= 0, got {momentum!r}")
+        self.momentum = float(momentum)
+
+    def step(self, buffer, grad, state):
+        """Update ``buffer`` (and the state's ``velocity``) in place, in four passes with no allocation."""
+        self._check_step(buffer, grad, state)
+        grad = self._clipped(grad)
+        velocity, tmp = state["velocity"], self._scratch(buffer)
         velocity *= self.momentum
         velocity += grad
-        buffer -= self.lr * velocity
+        np.multiply(velocity, self.lr, out=tmp)
+        buffer -= tmp
         return {"step": np.array(int(state["step"]) + 1, dtype=np.int64), "velocity": velocity}
-
-    def update(self, params, grads, state):
-        flat = ravel(params)
-        state = self.step(flat.buffer, flat.ravel_like(grads), state)
-        return flat.unravel(), state

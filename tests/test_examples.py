@@ -78,3 +78,13 @@ def test_masked_fit_beats_mean_imputation():
     result = missing_data.main(["--num-datapoints", "600", "--steps", "600", "--samples", "50"])
     assert result["rmse"] < 0.6 * result["baseline"]
     assert result["subspace_angle"] < 5
+
+
+def test_examples_are_bit_identical_for_the_same_seed():
+    argv = ["--num-datapoints", "200", "--map-steps", "15", "--advi-steps", "15", "--ppc-samples", "5", "--no-figures"]
+    first, second = ppca.main(argv + ["--seed", "4"]), ppca.main(argv + ["--seed", "4"])
+    for key in ("w_map", "w_mean", "w_std", "p_values"):
+        assert np.array_equal(first[key], second[key])
+    assert np.array_equal(first["advi"].losses, second["advi"].losses)
+    other = ppca.main(argv + ["--seed", "5"])
+    assert not np.array_equal(first["w_map"], other["w_map"])

@@ -40,16 +40,20 @@ def test_conjugate_oracles_match_numerical_integration(case):
     assert np.isclose(mean, exact.mean, rtol=1e-5, atol=1e-6 * sd)
 
 
-@given(case=testing.conjugate_models(kinds=["linear_regression"]))
+@given(case=testing.conjugate_models(kinds=["linear_regression"]), offset=hst.floats(-2.0, 2.0))
 @settings(max_examples=8)
-def test_regression_oracle_matches_a_grid(case):
+def test_regression_oracle_matches_bayes_rule_and_a_grid(case, offset):
     exact = case.posterior["beta"]
     d = exact.event_shape[0]
-    if d != 1:  # a grid in 1-D keeps it exact and fast; other dims are checked against the same formulas
+    joint = log_joint(case.model)
+    # Bayes' rule at any point: log p(y) = log p(y, beta) - log p(beta | y), in every dimension
+    beta = exact.mean + offset * np.sqrt(exact.variance)
+    assert np.isclose(float(joint({"beta": beta}, *case.args)) - float(exact.log_prob(beta)), case.log_evidence,
+                      atol=1e-8)
+    if d != 1:  # a grid in 1-D keeps the quadrature exact and fast
         return
     sd = float(np.sqrt(exact.variance[0]))
-    grid = np.linspace(exact.mean[0] - 12 * sd, exact.mean[0] + 12 * sd, 4001)
-    joint = log_joint(case.model)
+    grid = np.linspace(exact.mean[0] - 12 * sd, exact.mean[0] + 12 * sd, 801)  # trapezoid: spectrally exact here
     logs = np.array([float(joint({"beta": np.array([b])}, *case.args)) for b in grid])
     top = logs.max()
     mass = np.trapezoid(np.exp(logs - top), grid)
@@ -119,3 +123,25 @@ def test_worked_example_from_the_readme():
         testing.assert_posterior_close(result, case.posterior, tol_sd=0.25)
 
     check()
+
+
+SCIPY_TWIN = {  # the same law in scipy's parameterization
+    "Normal": lambda d: st.norm(d.loc, d.scale),
+    "LogNormal": lambda d: st.lognorm(d.scale, scale=np.exp(d.loc)),
+    "HalfNormal": lambda d: st.halfnorm(scale=d.scale),
+    "Exponential": lambda d: st.expon(scale=1 / d.rate),
+    "Gamma": lambda d: st.gamma(d.concentration, scale=1 / d.rate),
+    "Beta": lambda d: st.beta(d.concentration1, d.concentration0),
+    "Laplace": lambda d: st.laplace(d.loc, d.scale),
+    "StudentT": lambda d: st.t(d.df, d.loc, d.scale),
+    "Bernoulli": lambda d: st.bernoulli(d.probs),
+    "Poisson": lambda d: st.poisson(d.rate),
+}
+
+
+@given(distribution=testing.distributions(), seed=hst.integers(0, 2**16))
+@settings(max_examples=30, deadline=None)
+def test_distributions_strategy_covers_every_family_against_scipy(distribution, seed):
+    assert set(SCIPY_TWIN) == set(testing.FAMILY_PARAMS)
+    values = distribution.sample(np.random.default_rng(seed), (5,))
+    testing.check_log_prob(distribution, SCIPY_TWIN[type(distribution).__name__](distribution), values, rtol=1e-6)

@@ -7,7 +7,10 @@ with the parameters, so autograd differentiates a draw w.r.t. them.
 """
 import autograd.numpy as np
 import numpy as onp
-from autograd.scipy.special import betaln, digamma, gammaln
+from autograd.extend import defvjp, primitive
+from autograd.tracer import getval
+
+from .special import betaln, digamma, gammaln
 
 from ..kernels import normal_log_prob, normal_rsample
 from . import constraints
@@ -15,6 +18,8 @@ from .distribution import Distribution, broadcast_shapes, broadcast_to, dtype_of
 
 LOG_SQRT_2PI = float(0.5 * np.log(2 * np.pi))  # a Python float: weakly typed, float32 stays float32
 LOG_PI = float(np.log(np.pi))
+LOG_2 = float(np.log(2.0))
+SQRT_2_OVER_PI = float(np.sqrt(2 / np.pi))
 _F32, _F64 = onp.dtype(onp.float32), onp.dtype(onp.float64)
 
 
@@ -66,7 +71,7 @@ class Normal(Distribution):
 
 
 class LogNormal(Distribution):
-    """log x ~ Normal(loc, scale)."""
+    """log x ~ Normal(loc, scale): p(x) = exp(-(log x - loc)^2 / (2 scale^2)) / (x scale sqrt(2 pi)), x > 0."""
 
     arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
     support = constraints.positive
@@ -121,19 +126,19 @@ class HalfNormal(Distribution):
         if self.validate_args:
             self._validate_sample(value)
         z = value / self.scale
-        lp = np.log(2.0) - 0.5 * z * z - np.log(self.scale) - LOG_SQRT_2PI
+        lp = LOG_2 - 0.5 * z * z - np.log(self.scale) - LOG_SQRT_2PI
         return _full(where(value >= 0, lp, -np.inf), self.batch_shape)
 
     @property
     def mean(self):
-        return broadcast_to(self.scale * np.sqrt(2 / np.pi), self.batch_shape)
+        return broadcast_to(self.scale * SQRT_2_OVER_PI, self.batch_shape)
 
     @property
     def variance(self):
         return broadcast_to(self.scale**2 * (1 - 2 / np.pi), self.batch_shape)
 
     def entropy(self):
-        return broadcast_to(0.5 * np.log(np.pi / 2) + 0.5 + np.log(self.scale), self.batch_shape)
+        return broadcast_to(0.5 * (LOG_PI - LOG_2) + 0.5 + np.log(self.scale), self.batch_shape)
 
 
 class Exponential(Distribution):
@@ -180,11 +185,11 @@ class Gamma(Distribution):
         super().__init__(batch_shape, (), validate_args)
 
     def sample(self, rng, sample_shape=()):
-        from autograd.tracer import getval
-
         shape = tuple(sample_shape) + self.batch_shape
-        draw = rng.standard_gamma(np.broadcast_to(getval(self.concentration), shape), shape)
-        return (draw / getval(self.rate)).astype(dtype_of(self.concentration, self.rate))
+        dtype = dtype_of(self.concentration, self.rate)
+        draw = rng.standard_gamma(onp.broadcast_to(getval(self.concentration), shape), shape)
+        # A small concentration can underflow a draw to 0, which is outside the support: keep it positive.
+        return _at_least_tiny((draw / getval(self.rate)).astype(dtype))
 
     def log_prob(self, value):
         if self.validate_args:
@@ -219,12 +224,13 @@ class Beta(Distribution):
         super().__init__(batch_shape, (), validate_args)
 
     def sample(self, rng, sample_shape=()):
-        from autograd.tracer import getval
-
         shape = tuple(sample_shape) + self.batch_shape
-        a = np.broadcast_to(getval(self.concentration1), shape)
-        b = np.broadcast_to(getval(self.concentration0), shape)
-        return rng.beta(a, b, shape).astype(dtype_of(self.concentration1, self.concentration0))
+        dtype = dtype_of(self.concentration1, self.concentration0)
+        a = onp.broadcast_to(getval(self.concentration1), shape)
+        b = onp.broadcast_to(getval(self.concentration0), shape)
+        draw = onp.asarray(rng.beta(a, b, shape)).astype(dtype)
+        # Small concentrations (or rounding to float32) can give exactly 0 or 1, outside the open support.
+        return onp.clip(draw, onp.finfo(dtype).tiny, onp.nextafter(dtype.type(1), dtype.type(0)))
 
     def log_prob(self, value):
         if self.validate_args:
@@ -260,16 +266,14 @@ class Uniform(Distribution):
 
     def __init__(self, low=0.0, high=1.0, validate_args=True):
         (self.low, self.high), batch_shape = promote_shapes(low, high)
-        if validate_args:
-            from autograd.tracer import getval
-
-            if not np.all(np.asarray(getval(self.high)) > np.asarray(getval(self.low))):
-                raise ValueError("Uniform: parameter 'high' must be greater than 'low'")
         super().__init__(batch_shape, (), validate_args)
+        if validate_args:
+            _check_ordered(getval(self.low), getval(self.high))
 
     @property
     def support(self):
-        return constraints.interval(self.low, self.high)
+        # Closed, as in NumPyro and PyTorch: a draw may land on ``low`` exactly, and must score.
+        return constraints.closed_interval(self.low, self.high)
 
     def sample(self, rng, sample_shape=()):
         shape = tuple(sample_shape) + self.batch_shape
@@ -278,7 +282,7 @@ class Uniform(Distribution):
     def log_prob(self, value):
         if self.validate_args:
             self._validate_sample(value)
-        inside = (value > self.low) & (value < self.high)
+        inside = (value >= self.low) & (value <= self.high)
         return _full(where(inside, -np.log(self.high - self.low), -np.inf), self.batch_shape)
 
     @property
@@ -305,9 +309,11 @@ class Laplace(Distribution):
         super().__init__(batch_shape, (), validate_args)
 
     def sample(self, rng, sample_shape=()):
+        # The difference of two standard exponentials is standard Laplace: no log(0) at the ends of a uniform.
         shape = tuple(sample_shape) + self.batch_shape
-        u = _noise(rng, "uniform", shape, dtype_of(self.loc, self.scale)) - 0.5
-        return self.loc - self.scale * np.sign(u) * np.log1p(-2 * np.abs(u))
+        dtype = dtype_of(self.loc, self.scale)
+        eps = _noise(rng, "exponential", shape, dtype) - _noise(rng, "exponential", shape, dtype)
+        return self.loc + self.scale * eps
 
     def log_prob(self, value):
         if self.validate_args:
@@ -327,7 +333,8 @@ class Laplace(Distribution):
 
 
 class StudentT(Distribution):
-    """Student's t with ``df`` degrees of freedom, location ``loc`` and scale ``scale``."""
+    """Student's t: p(x) = Gamma((df+1)/2) / (Gamma(df/2) sqrt(df pi) scale) (1 + z^2/df)^(-(df+1)/2),
+    z = (x - loc) / scale. Reparameterized in loc and scale (not in df)."""
 
     arg_constraints = {"df": constraints.positive, "loc": constraints.real, "scale": constraints.positive}
     support = constraints.real
@@ -338,12 +345,10 @@ class StudentT(Distribution):
         super().__init__(batch_shape, (), validate_args)
 
     def sample(self, rng, sample_shape=()):
-        from autograd.tracer import getval
-
         shape = tuple(sample_shape) + self.batch_shape
         dtype = dtype_of(self.df, self.loc, self.scale)
-        t = rng.standard_t(np.broadcast_to(getval(self.df), shape), shape).astype(dtype)
-        return self.loc + self.scale * t
+        t = onp.asarray(rng.standard_t(onp.broadcast_to(getval(self.df), shape), shape)).astype(dtype)
+        return self.loc + self.scale * _t_noise(self.df, t)
 
     def log_prob(self, value):
         if self.validate_args:
@@ -360,14 +365,19 @@ class StudentT(Distribution):
 
     @property
     def variance(self):
+        # scale^2 df / (df - 2) for df > 2; infinite for 1 < df <= 2; undefined (NaN) for df <= 1.
         df = self.df
-        var = where(df > 2, self.scale**2 * df / where(df > 2, df - 2, 1.0), where(df > 1, np.inf, np.nan))
+        dtype = dtype_of(self.df, self.loc, self.scale)
+        undefined = onp.where(onp.asarray(getval(df)) > 1, onp.inf, onp.nan).astype(dtype)
+        var = where(df > 2, self.scale**2 * df / where(df > 2, df - 2, 1.0), undefined)
         return broadcast_to(var, self.batch_shape)
 
     def entropy(self):
+        # (df+1)/2 [psi((df+1)/2) - psi(df/2)] + log(sqrt(df) B(df/2, 1/2)) + log scale; Gamma(1/2) = sqrt(pi).
         df = self.df
-        h = ((df + 1) / 2 * (digamma((df + 1) / 2) - digamma(df / 2)) + 0.5 * np.log(df) + betaln(df / 2, 0.5)
-             + np.log(self.scale))
+        half_df, half_df1 = df / 2, (df + 1) / 2
+        log_beta = gammaln(half_df) + 0.5 * LOG_PI - gammaln(half_df1)
+        h = half_df1 * (digamma(half_df1) - digamma(half_df)) + 0.5 * np.log(df) + log_beta + np.log(self.scale)
         return broadcast_to(h, self.batch_shape)
 
 
@@ -395,14 +405,47 @@ class Cauchy(Distribution):
 
     @property
     def mean(self):
-        return np.full(self.batch_shape, np.nan)
+        return onp.full(self.batch_shape, onp.nan, dtype_of(self.loc, self.scale))  # undefined
 
     @property
     def variance(self):
-        return np.full(self.batch_shape, np.inf)
+        return onp.full(self.batch_shape, onp.inf, dtype_of(self.loc, self.scale))
 
     def entropy(self):
         return broadcast_to(np.log(4 * np.pi * self.scale), self.batch_shape)
+
+
+def _check_ordered(low, high):
+    """Uniform's ``high > low`` everywhere, or a ValueError naming both at the first offending index."""
+    low, high = onp.broadcast_arrays(low, high)
+    bad = onp.argwhere(~(high > low))
+    if len(bad):
+        index = tuple(int(i) for i in bad[0])
+        where_ = f" at index {index}" if index else ""
+        raise ValueError(f"Uniform: parameter 'high' must be greater than parameter 'low'; got low={low[index]}, "
+                         f"high={high[index]}{where_}")
+
+
+@primitive
+def _t_noise(df, t):
+    """Standard t noise ``t`` drawn with ``df``: the identity on ``t``, but differentiating it in ``df`` raises,
+    since the draw depends on df through a gamma variate that is not reparameterized (a silent zero would be wrong)."""
+    return t
+
+
+def _no_gradient_in_df(ans, df, t):
+    def vjp(g):
+        raise NotImplementedError("StudentT.sample is reparameterized in loc and scale only: no gradient w.r.t. 'df'")
+
+    return vjp
+
+
+defvjp(_t_noise, _no_gradient_in_df, None)
+
+
+def _at_least_tiny(x):
+    """A positive draw that underflowed to 0 becomes the smallest normal number of its dtype."""
+    return onp.maximum(x, onp.finfo(x.dtype).tiny)
 
 
 def _full(lp, batch_shape):

@@ -1,9 +1,18 @@
-"""Discrete families, on logits where that is the stable form."""
+"""Discrete families: Bernoulli, Categorical, Binomial, Poisson.
+
+Log-probabilities are computed on logits where that is the stable form
+(x logits - softplus(logits) is finite at logits = +-800) and with 0 log 0 = 0
+where probabilities may be exactly 0 or 1. Draws are not reparameterized: they
+are float arrays of 0/1 or counts in the parameters' dtype (Categorical:
+int64 indices). Entropies are closed forms (Bernoulli, Categorical) or exact
+sums over the support (Binomial, Poisson).
+"""
 import autograd.numpy as np
 import numpy as onp
-from autograd.scipy.special import expit, gammaln, logsumexp
+from .special import expit, gammaln, logsumexp
 from autograd.tracer import getval
 
+from ..errors import NoClosedFormError
 from ..kernels import bernoulli_logits_log_prob
 from . import constraints
 from .distribution import Distribution, broadcast_shapes, broadcast_to, dtype_of, promote_shapes, where
@@ -11,6 +20,18 @@ from .distribution import Distribution, broadcast_shapes, broadcast_to, dtype_of
 
 def softplus(x):
     return np.logaddexp(0.0, x)
+
+
+def _logit(probs):
+    """log p - log(1 - p), with p kept a hair inside (0, 1) so the logit stays finite."""
+    finfo = onp.finfo(dtype_of(probs))
+    p = np.clip(probs, float(finfo.tiny), 1.0 - float(finfo.epsneg))
+    return np.log(p) - np.log1p(-p)
+
+
+def _log(p):
+    """log p without a divide-by-zero warning: log 0 = -inf."""
+    return where(p > 0, np.log(where(p > 0, p, 1.0)), -np.inf)
 
 
 def _probs_or_logits(name, probs, logits):
@@ -38,10 +59,13 @@ class Bernoulli(Distribution):
 
     @property
     def logits(self):
+        return self._logits if self._logits is not None else _logit(self._probs)
+
+    def _log_probs(self):
+        """(log p(1), log p(0)); exact at probs 0 and 1 (-inf), stable at logits +-800."""
         if self._logits is not None:
-            return self._logits
-        p = np.clip(self._probs, 1e-300, 1.0)
-        return np.log(p) - np.log1p(-np.clip(self._probs, 0.0, 1 - 1e-16))
+            return -softplus(-self._logits), -softplus(self._logits)
+        return _log(self._probs), _log(1 - self._probs)
 
     def sample(self, rng, sample_shape=()):
         shape = tuple(sample_shape) + self.batch_shape
@@ -76,11 +100,12 @@ class Bernoulli(Distribution):
             x = self._logits
             return broadcast_to(softplus(x) - x * expit(x), self.batch_shape)
         p = self._probs
-        return broadcast_to(-_xlogx(p) - _xlogx(1 - p), self.batch_shape)
+        return broadcast_to(_entropy_terms(p, _log(p)) + _entropy_terms(1 - p, _log(1 - p)), self.batch_shape)
 
 
-def _xlogx(p):
-    return where(p > 0, p * np.log(where(p > 0, p, 1.0)), 0.0)
+def _entropy_terms(probs, log_probs):
+    """-p log p, elementwise, with 0 log 0 = 0 (and no 0 * inf in the value or the gradient)."""
+    return where(probs > 0, -probs * where(probs > 0, log_probs, 0.0), 0.0)
 
 
 class Categorical(Distribution):
@@ -93,14 +118,15 @@ class Categorical(Distribution):
             raise ValueError("Categorical: probs/logits need a last axis of categories")
         if logits is None:
             self.arg_constraints = {"probs": constraints.simplex}
-            self._logits = np.log(where(param > 0, param, 1.0)) + where(param > 0, 0.0, -np.inf)
+            self._logits = _log(param)
             self._probs = param
         else:
             self.arg_constraints = {"logits": constraints.real_vector}
-            self._logits = param - logsumexp(param, axis=-1, keepdims=True)
-            self._probs = None
+            self._logits, self._probs = param, None  # validated as given, normalized below
         self.num_categories = shape[-1]
         super().__init__(shape[:-1], (), validate_args)
+        if logits is not None:
+            self._logits = param - logsumexp(param, axis=-1, keepdims=True)
 
     @property
     def support(self):
@@ -130,22 +156,25 @@ class Categorical(Distribution):
         shape = broadcast_shapes(index.shape, self.batch_shape)
         logits = broadcast_to(self._logits, shape + (self.num_categories,))
         index = onp.broadcast_to(index, shape)
-        lp = np.sum(logits * (onp.arange(self.num_categories) == index[..., None]), axis=-1)
+        # select with where, not a one-hot product: logits may be -inf where probs are 0
+        lp = np.sum(where(onp.arange(self.num_categories) == index[..., None], logits, 0.0), axis=-1)
         return where(onp.broadcast_to(inside, shape), lp, -np.inf)
+
+    def _indices(self):
+        """0, 1, ..., K-1 in the parameters' dtype (an int64 arange would turn float32 into float64)."""
+        return onp.arange(self.num_categories, dtype=dtype_of(self._logits))
 
     @property
     def mean(self):
-        k = onp.arange(self.num_categories)
-        return np.sum(self.probs * k, axis=-1)
+        return np.sum(self.probs * self._indices(), axis=-1)
 
     @property
     def variance(self):
-        k = onp.arange(self.num_categories)
+        k = self._indices()
         return np.sum(self.probs * k**2, axis=-1) - self.mean**2
 
     def entropy(self):
-        p = self.probs
-        return -np.sum(where(p > 0, p * self._logits, 0.0), axis=-1)
+        return np.sum(_entropy_terms(self.probs, self._logits), axis=-1)
 
 
 class Binomial(Distribution):
@@ -167,9 +196,7 @@ class Binomial(Distribution):
 
     @property
     def logits(self):
-        if self._logits is not None:
-            return self._logits
-        return np.log(self._probs) - np.log1p(-self._probs)
+        return self._logits if self._logits is not None else _logit(self._probs)
 
     @property
     def support(self):
@@ -178,11 +205,19 @@ class Binomial(Distribution):
     def sample(self, rng, sample_shape=()):
         shape = tuple(sample_shape) + self.batch_shape
         n = onp.broadcast_to(onp.asarray(getval(self.total_count)).astype(onp.int64), shape)
-        return rng.binomial(n, onp.broadcast_to(onp.asarray(getval(self.probs)), shape)).astype(float)
+        probs = onp.broadcast_to(onp.asarray(getval(self.probs)), shape)
+        return rng.binomial(n, probs).astype(dtype_of(self.total_count, self._param))
+
+    @property
+    def _param(self):
+        return self._probs if self._probs is not None else self._logits
 
     def log_prob(self, value):
         if self.validate_args:
             self._validate_sample(value)
+        return self._log_prob(value)
+
+    def _log_prob(self, value):
         n = self.total_count
         k = np.clip(value, 0, n)
         log_comb = gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
@@ -191,6 +226,7 @@ class Binomial(Distribution):
         else:
             p = self._probs
             lp = log_comb + _xlogy(k, p) + _xlogy(n - k, 1 - p)
+        # values outside the support are -inf (validation off); this is what guards the clip above
         inside = (value >= 0) & (value <= n) & (value == np.floor(value))
         lp = where(inside, lp, -np.inf)
         return broadcast_to(lp, broadcast_shapes(np.shape(lp), self.batch_shape))
@@ -205,15 +241,106 @@ class Binomial(Distribution):
         return broadcast_to(self.total_count * p * (1 - p), self.batch_shape)
 
     def entropy(self):
-        """Exact, by summing over the support 0..max(total_count)."""
-        n_max = int(onp.max(getval(self.total_count)))
-        k = onp.arange(n_max + 1).reshape((-1,) + (1,) * len(self.batch_shape))
-        lp = Binomial(self.total_count, logits=self.logits, validate_args=False).log_prob(k)
-        return -np.sum(where(np.isfinite(lp), np.exp(lp) * lp, 0.0), axis=0)
+        """-sum_k p(k) log p(k), summed exactly over k within 20 sd + 30 of the mean.
+
+        The mass outside that window is below 1e-19 (Bernstein's inequality). log p(k) comes
+        from Loader's saddle-point form (``_binomial_log_pmf``), exact to rounding at any n,
+        so the sum is exact to 1e-12 where three gammaln's would lose 1e-9 at n = 1e6.
+        Raises ``NoClosedFormError`` when the window would hold more than 5e7 terms in all.
+        """
+        n = self.total_count
+        if self._logits is not None:  # both tails from the logits: 1 - p would round to 0
+            p, q = expit(self._logits), expit(-self._logits)
+        else:
+            p, q = self._probs, 1 - self._probs
+        n_, p_ = onp.asarray(getval(n), dtype=float), onp.asarray(getval(p), dtype=float)
+        mean, sd = n_ * p_, onp.sqrt(n_ * p_ * (1 - p_))
+        low = onp.clip(onp.floor(mean - 20 * sd - 30), 0, n_)
+        high = onp.clip(onp.ceil(mean + 20 * sd + 30), 0, n_)
+        k = _window(low, high, self.batch_shape, "Binomial", dtype_of(n, p))
+        return broadcast_to(_entropy_from_log_probs(_binomial_log_pmf(k, n, p, q)), self.batch_shape)
+
+
+def _binomial_log_pmf(k, n, p, q):
+    """log C(n, k) p^k q^(n-k) without the cancellation of log n! - log k! - log (n-k)! at large n.
+
+    Loader (2000), "Fast and accurate computation of binomial probabilities": for 0 < k < n,
+        log p(k) = s(n) - s(k) - s(n-k) - D(k, np) - D(n-k, nq) + 1/2 log(n / (2 pi k (n-k)))
+    with s the Stirling error and D(x, M) = x log(x/M) + M - x (``_deviance``), both small
+    and computed without cancellation. At k = 0 and k = n, log C = 0. Outside 0..n: -inf.
+    """
+    interior = (k > 0) & (k < n) & (p > 0) & (q > 0)
+    # safe stand-ins where a branch is not taken, so neither values nor gradients see log 0
+    k_in, n_k_in = where(interior, k, 1.0), where(interior, n - k, 1.0)
+    n_in = where(interior, n, 2.0)
+    np_in, nq_in = where(interior, n * p, 1.0), where(interior, n * q, 1.0)
+    inner = (_stirling_error(n_in) - _stirling_error(k_in) - _stirling_error(n_k_in)
+             - _deviance(k_in, np_in) - _deviance(n_k_in, nq_in)
+             + 0.5 * np.log(n_in / (2 * onp.pi * k_in * n_k_in)))
+    edge = _xlogy(k, p) + _xlogy(n - k, q)  # k = 0 or n (or p, q at 0 or 1): log C(n, k) = 0 or unused
+    log_comb_zero = (k == 0) | (k == n)
+    lp = where(interior, inner, where(log_comb_zero, edge, -np.inf))
+    return where((k >= 0) & (k <= n), lp, -np.inf)
+
+
+_HALF_LOG_2PI = 0.5 * float(onp.log(2 * onp.pi))  # a Python float, so float32 stays float32
+
+
+def _stirling_error(x):
+    """s(x) = log x! - [(x + 1/2) log x - x + 1/2 log(2 pi)], for x >= 1.
+
+    Below 15 directly from gammaln (all terms are small there); above, the asymptotic series,
+    whose first omitted term is below 1e-16 at x = 15.
+    """
+    small = x < 15
+    xs, xl = where(small, x, 1.0), where(small, 15.0, x)
+    direct = gammaln(xs + 1) - (xs + 0.5) * np.log(xs) + xs - _HALF_LOG_2PI
+    inv, inv2 = 1 / xl, 1 / xl**2
+    series = inv * (1 / 12 - inv2 * (1 / 360 - inv2 * (1 / 1260 - inv2 * (1 / 1680 - inv2 / 1188))))
+    return where(small, direct, series)
+
+
+def _deviance(x, m):
+    """D(x, M) = x log(x/M) + M - x for x, M > 0; near x = M by the series in v = (x-M)/(x+M),
+
+        D = (x - M) v + 2 x (v^3/3 + v^5/5 + ...),
+
+    which keeps full relative precision where the direct form cancels to nothing."""
+    v = (x - m) / (x + m)
+    near = np.abs(v) < 0.1
+    v_near = where(near, v, 0.0)
+    v2, power, tail = v_near**2, v_near, 0.0
+    for j in range(1, 12):  # |v| < 0.1: the first omitted term is below 1e-22 of the leading one
+        power = power * v2
+        tail = tail + power / (2 * j + 1)
+    series = (x - m) * v_near + 2 * x * tail
+    x_far, m_far = where(near, 1.0, x), where(near, 1.0, m)
+    direct = x_far * (np.log(x_far) - np.log(m_far)) + m_far - x_far  # x / M could overflow
+    return where(near, series, direct)
+
+
+def _window(low, high, batch_shape, family, dtype):
+    """Integers low + 0, 1, ..., on a leading axis, as wide as the widest high - low.
+
+    Entries past an element's own ``high`` are harmless: its log-probability there is
+    negligible (inside the support) or -inf (outside).
+    """
+    low = onp.broadcast_to(low, batch_shape)
+    width = int(onp.max(high - low, initial=0)) + 1
+    if width * max(1, int(onp.prod(batch_shape))) > 5e7:
+        raise NoClosedFormError(f"{family}.entropy: the exact sum would need {width} terms per element")
+    return (low + onp.arange(width).reshape((-1,) + (1,) * len(batch_shape))).astype(dtype)
+
+
+def _entropy_from_log_probs(log_probs):
+    """-sum_k p(k) log p(k) over the leading axis of log p(k), where 0 log 0 = 0."""
+    return np.sum(_entropy_terms(np.exp(log_probs), log_probs), axis=0)
 
 
 def _xlogy(x, y):
-    return where(x == 0, 0.0, x * np.log(where(x == 0, 1.0, y)))
+    """x log y with 0 log 0 = 0 and x log 0 = -inf for x > 0, without a warning in either."""
+    with onp.errstate(divide="ignore"):  # log 0 = -inf is the answer here, not an accident
+        return where(x == 0, 0.0, x * np.log(where(x == 0, 1.0, y)))
 
 
 class Poisson(Distribution):
@@ -228,11 +355,15 @@ class Poisson(Distribution):
 
     def sample(self, rng, sample_shape=()):
         shape = tuple(sample_shape) + self.batch_shape
-        return rng.poisson(onp.broadcast_to(onp.asarray(getval(self.rate)), shape)).astype(float)
+        draws = rng.poisson(onp.broadcast_to(onp.asarray(getval(self.rate)), shape))
+        return draws.astype(dtype_of(self.rate))
 
     def log_prob(self, value):
         if self.validate_args:
             self._validate_sample(value)
+        return self._log_prob(value)
+
+    def _log_prob(self, value):
         inside = (value >= 0) & (value == np.floor(value))
         k = where(inside, value, 0.0)
         lp = _xlogy(k, self.rate) - self.rate - gammaln(k + 1)
@@ -248,9 +379,26 @@ class Poisson(Distribution):
         return broadcast_to(self.rate, self.batch_shape)
 
     def entropy(self):
-        """Exact to 1e-12: the sum over k up to where the tail mass is negligible."""
-        rate = onp.asarray(getval(self.rate), dtype=float)
-        k_max = int(onp.max(rate + 20 * onp.sqrt(rate) + 30))
-        k = onp.arange(k_max + 1).reshape((-1,) + (1,) * len(self.batch_shape))
-        lp = Poisson(self.rate, validate_args=False).log_prob(k)
-        return -np.sum(np.exp(lp) * lp, axis=0)
+        """-sum_k p(k) log p(k): summed exactly for rate < 1000, an asymptotic series above.
+
+        Below 1000 the sum runs over k <= rate + 20 sqrt(rate) + 30 (the rest of the mass is below
+        1e-19, by Bernstein's inequality). Above, the series
+
+            H = 1/2 log(2 pi e rate) - 1/(12 rate) - 1/(24 rate^2) - 19/(360 rate^3) + O(rate^-4)
+
+        is exact to 1e-12.
+        """
+        rate = self.rate
+        small = rate < _POISSON_SERIES_FROM
+        small_rate = where(small, rate, 1.0)
+        large_rate = where(small, _POISSON_SERIES_FROM, rate)
+        r = onp.asarray(getval(small_rate), dtype=float)
+        k = _window(onp.zeros(self.batch_shape), r + 20 * onp.sqrt(r) + 30, self.batch_shape, "Poisson",
+                    dtype_of(rate))
+        exact = _entropy_from_log_probs(Poisson(small_rate, validate_args=False)._log_prob(k))
+        series = (0.5 * np.log(2 * onp.pi * onp.e * large_rate) - 1 / (12 * large_rate)
+                  - 1 / (24 * large_rate**2) - 19 / (360 * large_rate**3))
+        return broadcast_to(where(small, exact, series), self.batch_shape)
+
+
+_POISSON_SERIES_FROM = 1000.0

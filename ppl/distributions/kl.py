@@ -6,12 +6,12 @@ reinterpreted axes and ``Expanded`` ones broadcast. A pair with no formula
 raises ``NoClosedFormError`` naming both families.
 """
 import autograd.numpy as np
-from autograd.scipy.special import betaln, digamma, gammaln
+from .special import betaln, digamma, gammaln
 
 from ..errors import NoClosedFormError
 from .continuous import Beta, Exponential, Gamma, Normal
-from .discrete import Bernoulli, Categorical, Poisson, softplus
-from .distribution import Expanded, Independent, broadcast_shapes, broadcast_to
+from .discrete import Bernoulli, Categorical, Poisson
+from .distribution import Expanded, Independent, broadcast_shapes, broadcast_to, where
 from .multivariate import Dirichlet, MultivariateNormal, MultivariateNormalDiag
 
 _KL = {}
@@ -54,24 +54,30 @@ def _kl_expanded_q(p, q):
 @register_kl(Independent, Independent)
 def _kl_independent(p, q):
     if p.reinterpreted_batch_ndims != q.reinterpreted_batch_ndims or p.event_shape != q.event_shape:
-        raise NoClosedFormError("kl_divergence: Independent distributions with different event shapes")
+        raise NoClosedFormError(
+            f"kl_divergence: no closed form between Independent distributions with different event shapes "
+            f"({p.event_shape} over {p.reinterpreted_batch_ndims} axes vs {q.event_shape} over "
+            f"{q.reinterpreted_batch_ndims})")
     kl = kl_divergence(p.base, q.base)
     return np.sum(kl, axis=tuple(range(-p.reinterpreted_batch_ndims, 0)))
 
 
 @register_kl(Normal, Normal)
 def _kl_normal(p, q):
+    """1/2 [(s_p/s_q)^2 + ((m_p - m_q)/s_q)^2 - 1] - log(s_p/s_q)."""
     ratio = p.scale / q.scale
     return _shape(p, q, 0.5 * (ratio**2 + ((p.loc - q.loc) / q.scale) ** 2 - 1) - np.log(ratio))
 
 
-def _tril(d):
-    return d.scale_tril if isinstance(d, MultivariateNormal) else broadcast_to(
-        d.scale_diag, d.batch_shape + d.event_shape)[..., :, None] * np.eye(d.event_shape[0])
+def _same_event(p, q):
+    if p.event_shape != q.event_shape:
+        raise ValueError(f"kl_divergence: p has event_shape {p.event_shape} but q has {q.event_shape}")
 
 
 @register_kl(MultivariateNormalDiag, MultivariateNormalDiag)
 def _kl_mvn_diag(p, q):
+    """The univariate Normal formula, summed over the event axis: no matrices."""
+    _same_event(p, q)
     ratio = p.scale_diag / q.scale_diag
     kl = 0.5 * (ratio**2 + ((p.loc - q.loc) / q.scale_diag) ** 2 - 1) - np.log(ratio)
     return _shape(p, q, np.sum(broadcast_to(kl, broadcast_shapes(np.shape(kl), p.event_shape)), axis=-1))
@@ -82,7 +88,8 @@ def _kl_mvn_diag(p, q):
 @register_kl(MultivariateNormalDiag, MultivariateNormal)
 def _kl_mvn(p, q):
     """1/2 [tr(Sq^-1 Sp) + (mq - mp)' Sq^-1 (mq - mp) - n + log det Sq - log det Sp]."""
-    lp, lq = _tril(p), _tril(q)
+    _same_event(p, q)
+    lp, lq = p.scale_tril, q.scale_tril  # MultivariateNormalDiag builds its diagonal matrix
     n = p.event_shape[0]
     lq_inv = np.linalg.inv(lq)
     m = np.matmul(lq_inv, lp)
@@ -94,22 +101,33 @@ def _kl_mvn(p, q):
     return _shape(p, q, 0.5 * (trace + np.sum(z**2, axis=-1) - n + log_det))
 
 
+def _weighted_log_ratio(prob, log_p, log_q):
+    """prob (log_p - log_q) with 0 (anything) = 0, and +inf where prob > 0 but log_q = -inf."""
+    positive = prob > 0
+    return where(positive, prob * (where(positive, log_p, 0.0) - where(positive, log_q, 0.0)), 0.0)
+
+
 @register_kl(Bernoulli, Bernoulli)
 def _kl_bernoulli(p, q):
-    # sum_x p(x) (log p(x) - log q(x)) on logits: stable at extreme logits
-    a, b = p.logits, q.logits
+    """sum over x in {0, 1} of p(x) log(p(x)/q(x)), each log from its own parameter: logits give
+    -softplus(-+logits) (stable at +-800), probs give log p exactly (-inf at 0, so KL = inf)."""
+    (log_p1, log_p0), (log_q1, log_q0) = p._log_probs(), q._log_probs()
     prob = p.probs
-    return _shape(p, q, prob * (softplus(-b) - softplus(-a)) + (1 - prob) * (softplus(b) - softplus(a)))
+    kl = _weighted_log_ratio(prob, log_p1, log_q1) + _weighted_log_ratio(1 - prob, log_p0, log_q0)
+    return _shape(p, q, kl)
 
 
 @register_kl(Categorical, Categorical)
 def _kl_categorical(p, q):
-    prob = p.probs
-    return _shape(p, q, np.sum(np.where(prob > 0, prob * (p.logits - q.logits), 0.0), axis=-1))
+    """sum_k p_k (log p_k - log q_k), with 0 log 0 = 0 and +inf where q_k = 0 < p_k."""
+    if p.num_categories != q.num_categories:
+        raise ValueError(f"kl_divergence: p has {p.num_categories} categories but q has {q.num_categories}")
+    return _shape(p, q, np.sum(_weighted_log_ratio(p.probs, p.logits, q.logits), axis=-1))
 
 
 @register_kl(Gamma, Gamma)
 def _kl_gamma(p, q):
+    """(a - c) psi(a) - log G(a) + log G(c) + c (log b - log d) + a (d - b) / b, for Gamma(a, b) || Gamma(c, d)."""
     a, b, c, d = p.concentration, p.rate, q.concentration, q.rate
     kl = (a - c) * digamma(a) - gammaln(a) + gammaln(c) + c * (np.log(b) - np.log(d)) + a * (d - b) / b
     return _shape(p, q, kl)
@@ -117,6 +135,7 @@ def _kl_gamma(p, q):
 
 @register_kl(Beta, Beta)
 def _kl_beta(p, q):
+    """log B(c, d) - log B(a, b) + (a - c) psi(a) + (b - d) psi(b) + (c - a + d - b) psi(a + b)."""
     a, b, c, d = p.concentration1, p.concentration0, q.concentration1, q.concentration0
     kl = (betaln(c, d) - betaln(a, b) + (a - c) * digamma(a) + (b - d) * digamma(b)
           + (c - a + d - b) * digamma(a + b))
@@ -125,6 +144,7 @@ def _kl_beta(p, q):
 
 @register_kl(Dirichlet, Dirichlet)
 def _kl_dirichlet(p, q):
+    """log G(a0) - sum log G(a_i) - log G(b0) + sum log G(b_i) + sum (a_i - b_i)(psi(a_i) - psi(a0))."""
     a, b = p.concentration, q.concentration
     a0 = np.sum(a, axis=-1)
     kl = (gammaln(a0) - np.sum(gammaln(a), -1) - gammaln(np.sum(b, -1)) + np.sum(gammaln(b), -1)
@@ -134,10 +154,12 @@ def _kl_dirichlet(p, q):
 
 @register_kl(Exponential, Exponential)
 def _kl_exponential(p, q):
+    """r - log r - 1 with r = rate_q / rate_p."""
     ratio = q.rate / p.rate
     return _shape(p, q, ratio - np.log(ratio) - 1)
 
 
 @register_kl(Poisson, Poisson)
 def _kl_poisson(p, q):
+    """l_p log(l_p / l_q) - l_p + l_q."""
     return _shape(p, q, p.rate * (np.log(p.rate) - np.log(q.rate)) - p.rate + q.rate)

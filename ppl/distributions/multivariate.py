@@ -1,8 +1,8 @@
 """Multivariate families: MultivariateNormal, MultivariateNormalDiag, Dirichlet."""
 import autograd.numpy as np
 import numpy as onp
-from autograd.scipy.linalg import solve_triangular
-from autograd.scipy.special import digamma, gammaln
+from .special import solve_triangular
+from .special import digamma, gammaln
 from autograd.tracer import getval
 
 from . import constraints
@@ -12,7 +12,9 @@ from .distribution import Distribution, broadcast_shapes, broadcast_to, dtype_of
 
 def _batch_mv(matrix, vector):
     """matrix @ vector over broadcast batch axes: (..., n, n) x (..., n) -> (..., n)."""
-    return np.sum(matrix * vector[..., None, :], axis=-1)
+    if np.ndim(matrix) == 2:  # one shared matrix: a single GEMM over every vector
+        return np.dot(vector, np.swapaxes(matrix, -1, -2))
+    return np.matmul(matrix, vector[..., None])[..., 0]
 
 
 class MultivariateNormal(Distribution):
@@ -30,19 +32,18 @@ class MultivariateNormal(Distribution):
         if sum(given) != 1:
             raise ValueError("MultivariateNormal: give exactly one of covariance_matrix, scale_tril, "
                              "precision_matrix")
-        if covariance_matrix is not None:
-            _check_matrix("covariance_matrix", covariance_matrix, validate_args)
-            scale_tril = np.linalg.cholesky(covariance_matrix)
-        elif precision_matrix is not None:
-            _check_matrix("precision_matrix", precision_matrix, validate_args)
-            scale_tril = _precision_to_scale_tril(precision_matrix)
         (loc,), _ = promote_shapes(loc)
         if np.ndim(loc) == 0:
             raise ValueError("MultivariateNormal: loc must have at least one dimension (the event)")
         n = np.shape(loc)[-1]
-        if np.shape(scale_tril)[-2:] != (n, n):
-            raise ValueError(f"MultivariateNormal: scale_tril of shape {np.shape(scale_tril)} does not match loc "
-                             f"of shape {np.shape(loc)}")
+        if covariance_matrix is not None:
+            covariance_matrix = _square("covariance_matrix", covariance_matrix, n, validate_args)
+            scale_tril = np.linalg.cholesky(covariance_matrix)
+        elif precision_matrix is not None:
+            precision_matrix = _square("precision_matrix", precision_matrix, n, validate_args)
+            scale_tril = _precision_to_scale_tril(precision_matrix)
+        else:
+            scale_tril = _square("scale_tril", scale_tril, n, False)
         self.loc, self.scale_tril = loc, scale_tril
         batch_shape = broadcast_shapes(np.shape(loc)[:-1], np.shape(scale_tril)[:-2])
         super().__init__(batch_shape, (n,), validate_args)
@@ -53,7 +54,9 @@ class MultivariateNormal(Distribution):
 
     @property
     def precision_matrix(self):
-        return np.linalg.inv(self.covariance_matrix)
+        # Sigma^-1 = L^-T L^-1: invert the triangular factor, not the (worse conditioned) covariance.
+        inv_tril = np.linalg.inv(self.scale_tril)
+        return np.matmul(np.swapaxes(inv_tril, -1, -2), inv_tril)
 
     def sample(self, rng, sample_shape=()):
         shape = tuple(sample_shape) + self.batch_shape + self.event_shape
@@ -61,19 +64,21 @@ class MultivariateNormal(Distribution):
         return self.loc + _batch_mv(self.scale_tril, eps)
 
     def log_prob(self, value):
+        _check_event("MultivariateNormal", value, self.event_shape)
         if self.validate_args:
             self._validate_sample(value)
         diff = value - self.loc
         shape = broadcast_shapes(np.shape(diff)[:-1], self.batch_shape)
         n = self.event_shape[0]
-        tril = broadcast_to(self.scale_tril, shape + (n, n))
         diff = broadcast_to(diff, shape + (n,))
-        # One triangular solve for the whole batch: stack the batch into columns when L is shared.
         if np.ndim(self.scale_tril) == 2:
+            # One triangular solve for the whole batch: every point is a column of the right-hand side.
             z = solve_triangular(self.scale_tril, np.reshape(diff, (-1, n)).T, lower=True).T
             z = np.reshape(z, shape + (n,))
         else:
-            z = _batched_solve(tril, diff)
+            # A batch of factors: scipy's triangular solve has no batched gradient, the LU solve has.
+            tril = broadcast_to(self.scale_tril, shape + (n, n))
+            z = np.linalg.solve(tril, diff[..., None])[..., 0]
         half_log_det = np.sum(np.log(np.diagonal(self.scale_tril, axis1=-1, axis2=-2)), axis=-1)
         return -0.5 * np.sum(z * z, axis=-1) - half_log_det - n * LOG_SQRT_2PI
 
@@ -91,35 +96,42 @@ class MultivariateNormal(Distribution):
         return broadcast_to(n * (0.5 + LOG_SQRT_2PI) + half_log_det, self.batch_shape)
 
 
-def _batched_solve(tril, rhs):
-    """L^-1 b for a batch of lower-triangular L, by forward substitution over the (small) event axis."""
-    n = rhs.shape[-1]
-    columns = []
-    for i in range(n):  # a loop over the event dimension, not over data points
-        acc = rhs[..., i]
-        for j in range(i):
-            acc = acc - tril[..., i, j] * columns[j]
-        columns.append(acc / tril[..., i, i])
-    return np.stack(columns, axis=-1)
-
-
 def _precision_to_scale_tril(precision):
-    # Sigma = P^-1; L = chol(Sigma), computed stably via the flipped Cholesky of P.
-    return np.linalg.cholesky(np.linalg.inv(precision))
+    """The lower Cholesky factor L of Sigma = P^-1, without inverting P.
+
+    With J the flip (reversal) permutation, chol(J P J) = Lf gives P = U U' for the upper-triangular
+    U = J Lf J, so P^-1 = U'^-1 U^-1 and L = (U')^-1 = (J Lf' J)^-1 is lower-triangular.
+    """
+    flipped = np.linalg.cholesky(precision[..., ::-1, ::-1])
+    upper_t = np.swapaxes(flipped[..., ::-1, ::-1], -1, -2)
+    return np.tril(np.linalg.inv(upper_t))  # tril: the inverse is triangular up to rounding
 
 
-def _check_matrix(name, matrix, validate_args):
-    if not validate_args:
-        return
-    m = onp.asarray(getval(matrix))
-    if m.ndim < 2 or m.shape[-1] != m.shape[-2]:
-        raise ValueError(f"MultivariateNormal: parameter {name!r} must be square, got shape {m.shape}")
-    if not onp.all(constraints.positive_definite.check(m)):
+def _square(name, matrix, n, check_positive_definite):
+    """``matrix`` as an array of shape (..., n, n), or a ValueError naming it."""
+    if not hasattr(matrix, "shape"):
+        matrix = onp.asarray(matrix, dtype=float)
+    shape = np.shape(matrix)
+    if len(shape) < 2 or shape[-2:] != (n, n):
+        raise ValueError(f"MultivariateNormal: parameter {name!r} must have shape (..., {n}, {n}) to match loc; "
+                         f"got shape {shape}")
+    if check_positive_definite and not onp.all(constraints.positive_definite.check(onp.asarray(getval(matrix)))):
         raise ValueError(f"MultivariateNormal: parameter {name!r} must be positive definite")
+    return matrix
+
+
+def _check_event(family, value, event_shape):
+    """A value whose last axes are not the event shape cannot be scored: say so instead of broadcasting."""
+    shape = np.shape(value)
+    if shape[len(shape) - len(event_shape):] != event_shape:
+        raise ValueError(f"{family}.log_prob: value of shape {shape} does not end in the event shape {event_shape}")
 
 
 class MultivariateNormalDiag(Distribution):
-    """N(loc, diag(scale_diag^2)) as one event of size n: elementwise math, no matrices."""
+    """N(loc, diag(scale_diag^2)) as one event of size n: elementwise math, no matrices.
+
+    log p(x) = sum_i [-(x_i - loc_i)^2 / (2 scale_i^2) - log scale_i - log sqrt(2 pi)].
+    """
 
     arg_constraints = {"loc": constraints.real_vector, "scale_diag": constraints.positive}
     support = constraints.real_vector
@@ -134,7 +146,7 @@ class MultivariateNormalDiag(Distribution):
     @property
     def scale_tril(self):
         scale = broadcast_to(self.scale_diag, self.batch_shape + self.event_shape)
-        return scale[..., :, None] * np.eye(self.event_shape[0])
+        return scale[..., :, None] * onp.eye(self.event_shape[0], dtype=dtype_of(self.scale_diag))
 
     @property
     def covariance_matrix(self):
@@ -145,6 +157,7 @@ class MultivariateNormalDiag(Distribution):
         return self.loc + self.scale_diag * _noise(rng, "normal", shape, dtype_of(self.loc, self.scale_diag))
 
     def log_prob(self, value):
+        _check_event("MultivariateNormalDiag", value, self.event_shape)
         if self.validate_args:
             self._validate_sample(value)
         z = (value - self.loc) / self.scale_diag
@@ -178,16 +191,26 @@ class Dirichlet(Distribution):
         super().__init__(shape[:-1], shape[-1:], validate_args)
 
     def sample(self, rng, sample_shape=()):
+        # x = g / sum(g) with independent g_i ~ Gamma(a_i, 1); normalized in float64, then cast.
         shape = tuple(sample_shape) + self.batch_shape + self.event_shape
+        dtype = dtype_of(self.concentration)
         gammas = rng.standard_gamma(onp.broadcast_to(getval(self.concentration), shape), shape)
-        gammas = onp.maximum(gammas, onp.finfo(float).tiny)
-        return (gammas / gammas.sum(-1, keepdims=True)).astype(dtype_of(self.concentration))
+        gammas = onp.maximum(gammas, onp.finfo(float).tiny)  # small concentrations underflow; keep x_i > 0
+        return onp.maximum(gammas / gammas.sum(-1, keepdims=True), onp.finfo(dtype).tiny).astype(dtype)
 
     def log_prob(self, value):
+        _check_event("Dirichlet", value, self.event_shape)
         if self.validate_args:
             self._validate_sample(value)
         a = self.concentration
-        lp = (np.sum((a - 1) * np.log(value), axis=-1) + gammaln(np.sum(a, axis=-1)) - np.sum(gammaln(a), axis=-1))
+        positive = value > 0
+        # (a - 1) log x with the limits at x = 0: 0 when a = 1, -inf when a > 1, +inf when a < 1.
+        a_value = onp.asarray(getval(a))
+        at_zero = onp.where(a_value > 1, -onp.inf, onp.where(a_value < 1, onp.inf, 0.0)).astype(dtype_of(a))
+        log_terms = where(positive, (a - 1) * np.log(where(positive, value, 1.0)), at_zero)
+        lp = np.sum(log_terms, axis=-1) + gammaln(np.sum(a, axis=-1)) - np.sum(gammaln(a), axis=-1)
+        if not self.validate_args:
+            lp = where(self.support.check(getval(value)), lp, -np.inf)
         return broadcast_to(lp, broadcast_shapes(np.shape(lp), self.batch_shape))
 
     @property

@@ -14,7 +14,7 @@ import math
 
 import autograd.numpy as np
 import numpy as onp
-from autograd.scipy.special import expit
+from .special import expit
 from autograd.tracer import getval
 
 from . import constraints
