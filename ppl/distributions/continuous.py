@@ -38,8 +38,8 @@ def _noise(rng, kind, shape, dtype):
     return draw
 
 
-class Normal(Distribution):
-    """p(x) = exp(-(x - loc)^2 / (2 scale^2)) / (scale sqrt(2 pi))."""
+class LocationScale(Distribution):
+    """A family with a real ``loc`` and a positive ``scale`` (reparameterized); subclasses give the math."""
 
     arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
     support = constraints.real
@@ -48,6 +48,10 @@ class Normal(Distribution):
     def __init__(self, loc=0.0, scale=1.0, validate_args=True):
         (self.loc, self.scale), batch_shape = promote_shapes(loc, scale)
         super().__init__(batch_shape, (), validate_args)
+
+
+class Normal(LocationScale):
+    """p(x) = exp(-(x - loc)^2 / (2 scale^2)) / (scale sqrt(2 pi))."""
 
     def sample(self, rng, sample_shape=()):
         shape = tuple(sample_shape) + self.batch_shape
@@ -70,16 +74,10 @@ class Normal(Distribution):
         return broadcast_to(0.5 + LOG_SQRT_2PI + np.log(self.scale), self.batch_shape)
 
 
-class LogNormal(Distribution):
+class LogNormal(LocationScale):
     """log x ~ Normal(loc, scale): p(x) = exp(-(log x - loc)^2 / (2 scale^2)) / (x scale sqrt(2 pi)), x > 0."""
 
-    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
     support = constraints.positive
-    has_rsample = True
-
-    def __init__(self, loc=0.0, scale=1.0, validate_args=True):
-        (self.loc, self.scale), batch_shape = promote_shapes(loc, scale)
-        super().__init__(batch_shape, (), validate_args)
 
     def sample(self, rng, sample_shape=()):
         shape = tuple(sample_shape) + self.batch_shape
@@ -297,16 +295,8 @@ class Uniform(Distribution):
         return broadcast_to(np.log(self.high - self.low), self.batch_shape)
 
 
-class Laplace(Distribution):
+class Laplace(LocationScale):
     """p(x) = exp(-|x - loc| / scale) / (2 scale)."""
-
-    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
-    support = constraints.real
-    has_rsample = True
-
-    def __init__(self, loc=0.0, scale=1.0, validate_args=True):
-        (self.loc, self.scale), batch_shape = promote_shapes(loc, scale)
-        super().__init__(batch_shape, (), validate_args)
 
     def sample(self, rng, sample_shape=()):
         # The difference of two standard exponentials is standard Laplace: no log(0) at the ends of a uniform.
@@ -381,16 +371,8 @@ class StudentT(Distribution):
         return broadcast_to(h, self.batch_shape)
 
 
-class Cauchy(Distribution):
+class Cauchy(LocationScale):
     """p(x) = 1 / (pi scale (1 + ((x - loc) / scale)^2))."""
-
-    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
-    support = constraints.real
-    has_rsample = True
-
-    def __init__(self, loc=0.0, scale=1.0, validate_args=True):
-        (self.loc, self.scale), batch_shape = promote_shapes(loc, scale)
-        super().__init__(batch_shape, (), validate_args)
 
     def sample(self, rng, sample_shape=()):
         shape = tuple(sample_shape) + self.batch_shape

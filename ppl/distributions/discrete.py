@@ -40,7 +40,19 @@ def _probs_or_logits(name, probs, logits):
     return probs, logits
 
 
-class Bernoulli(Distribution):
+class _ProbsOrLogits:
+    """``probs`` and ``logits`` for a family given either one (kept as given; the other derived)."""
+
+    @property
+    def probs(self):
+        return self._probs if self._probs is not None else expit(self._logits)
+
+    @property
+    def logits(self):
+        return self._logits if self._logits is not None else _logit(self._probs)
+
+
+class Bernoulli(_ProbsOrLogits, Distribution):
     """p(1) = probs = sigmoid(logits); log p(x) = x logits - softplus(logits), finite at logits = +-800."""
 
     support = constraints.boolean
@@ -52,14 +64,6 @@ class Bernoulli(Distribution):
         self.arg_constraints = {"probs": constraints.closed_interval(0.0, 1.0)} if logits is None \
             else {"logits": constraints.real}
         super().__init__(batch_shape, (), validate_args)
-
-    @property
-    def probs(self):
-        return self._probs if self._probs is not None else expit(self._logits)
-
-    @property
-    def logits(self):
-        return self._logits if self._logits is not None else _logit(self._probs)
 
     def _log_probs(self):
         """(log p(1), log p(0)); exact at probs 0 and 1 (-inf), stable at logits +-800."""
@@ -177,7 +181,7 @@ class Categorical(Distribution):
         return np.sum(_entropy_terms(self.probs, self._logits), axis=-1)
 
 
-class Binomial(Distribution):
+class Binomial(_ProbsOrLogits, Distribution):
     """p(k) = C(n, k) p^k (1-p)^(n-k), n = total_count."""
 
     def __init__(self, total_count=1, probs=None, logits=None, validate_args=True):
@@ -189,14 +193,6 @@ class Binomial(Distribution):
                                 **({"probs": constraints.closed_interval(0.0, 1.0)} if logits is None
                                    else {"logits": constraints.real})}
         super().__init__(batch_shape, (), validate_args)
-
-    @property
-    def probs(self):
-        return self._probs if self._probs is not None else expit(self._logits)
-
-    @property
-    def logits(self):
-        return self._logits if self._logits is not None else _logit(self._probs)
 
     @property
     def support(self):
