@@ -50,14 +50,14 @@ def initial_weights():
     return {"encoder": nn.init(rng, [784, 200, 200, 2 * ZDIM], F32), "decoder": nn.init(rng, [ZDIM, 200, 200, 784], F32)}
 
 
-def negative_elbo(encoder, decoder, x, eps, apply, bernoulli, softplus):
+def negative_elbo(encoder, decoder, x, eps, apply, bernoulli, softplus, total=anp.sum):
     """-(log p(x, z) - log q(z | x) analytic) on the full-data scale, z = loc + scale * eps."""
     out = apply(encoder, x)
     loc, scale = out[:, :ZDIM], 1e-3 + softplus(out[:, ZDIM:])
     z = loc + scale * eps
-    log_prior = -0.5 * anp.sum(z * z) - 0.5 * ZDIM * LOG_2PI * len(x)
-    log_lik = anp.sum(bernoulli(x, apply(decoder, z)))
-    entropy = anp.sum(anp.log(scale)) + 0.5 * ZDIM * (1.0 + LOG_2PI) * len(x)
+    log_prior = -0.5 * total(z * z) - 0.5 * ZDIM * LOG_2PI * len(x)
+    log_lik = total(bernoulli(x, apply(decoder, z)))
+    entropy = total(anp.log(scale)) + 0.5 * ZDIM * (1.0 + LOG_2PI) * len(x)
     return -(NUM_DATA / len(x)) * (log_prior + log_lik + entropy)
 
 
@@ -76,7 +76,7 @@ def kernel_step(x):
         for path, leaf in zip(paths, leaves):
             tree.setdefault(path[0], {})[path[1]] = leaf
         return negative_elbo(tree["encoder"], tree["decoder"], x, eps[0], nn.apply, kernels.bernoulli_logits_log_prob,
-                             kernels.softplus)
+                             kernels.softplus, kernels.sum)
 
     eps = [None]
 

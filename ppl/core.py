@@ -22,6 +22,7 @@ import hashlib
 import autograd.numpy as anp
 import numpy as np
 
+from . import kernels
 from .errors import ShapeError, SiteError, SupportError
 
 _STACK = contextvars.ContextVar("ppl_handler_stack", default=())
@@ -53,7 +54,9 @@ class Site:
     site; ``args`` holds a param's initial value (or function of a generator)
     and a plate's ``(size, subsample_size)``. ``scale`` and ``mask`` weight
     the site's log-density; ``intervened`` marks a value set by ``do``, which
-    is not scored.
+    is not scored. ``rng`` is a ``numpy.random.Generator``, or the function
+    ``name -> Generator`` that ``seed`` leaves there, called only if the site
+    draws.
     """
 
     __slots__ = ("name", "type", "fn", "value", "is_observed", "args", "scale", "mask",
@@ -132,22 +135,25 @@ def isolated():
 
 def apply_stack(site):
     """Send ``site`` through the active handlers (see the module docstring) and return it."""
-    stack = _STACK.get()
-    lowest = 0
-    for i in range(len(stack) - 1, -1, -1):
-        stack[i].process(site)
-        if site.stop:
-            lowest = i
+    handlers = _STACK.get()[::-1]  # innermost first
+    for i, handler in enumerate(handlers):
+        handler.process(site)
+        if site.stop:  # the handlers outside this one never see the site
+            handlers = handlers[:i + 1]
             break
     if site.value is None:
         _default(site)
-    for i in range(len(stack) - 1, lowest - 1, -1):
-        stack[i].postprocess(site)
+    for handler in handlers:
+        handler.postprocess(site)
     return site
 
 
 def _default(site):
-    rng = site.rng if site.rng is not None else _GLOBAL_RNG[0]
+    rng = site.rng
+    if rng is None:
+        rng = _GLOBAL_RNG[0]
+    elif callable(rng):  # a seed's keying function: only a site that draws pays for its generator
+        rng = site.rng = rng(site.name)
     if site.type == "sample":
         site.value = site.fn.sample(rng)
     elif site.type == "param":
@@ -213,7 +219,7 @@ def factor(name, log_weight):
 
 def sum_all(x):
     """``x`` summed to a scalar (scalars pass through: no array call on the common scalar path)."""
-    return anp.sum(x) if getattr(x, "shape", ()) != () else x
+    return kernels.sum(x) if getattr(x, "shape", ()) != () else x
 
 
 def site_log_prob(site):

@@ -306,7 +306,7 @@ class seed(Handler):
 
     def process(self, site):
         if site.rng is None:
-            site.rng = self.rng_for(site.name)
+            site.rng = self.rng_for  # keyed when the site draws: a replaced or observed site never does
 
     def rng_for(self, name):
         """The generator of the site ``name``, re-keyed to the start of its stream."""

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 from autograd.extend import defvjp, defvjp_argnums, primitive
-from autograd.tracer import isbox
+from autograd.tracer import Box
 
 LOG_SQRT_2PI = float(0.5 * np.log(2 * np.pi))  # a Python float: weakly typed, float32 stays float32
 
@@ -55,10 +55,11 @@ def fast_path(kernel):
     of the work for a scalar site.
     """
     raw = kernel.fun
+    box_types = Box.types  # autograd's isbox, inlined: this check runs on every call
 
     def call(*args):
         for arg in args:
-            if isbox(arg):
+            if type(arg) in box_types:
                 return kernel(*args)
         return raw(*args)
 
@@ -261,6 +262,40 @@ def sigmoid(x):
 defvjp(sigmoid, lambda ans, x: lambda g: g * ans * (1 - ans))
 
 
+@primitive
+def sum(x, axis=None):
+    """``np.sum(x, axis)`` whose gradient is a broadcast view of g, not an array of x's size.
+
+    autograd's own sum materializes ``reshape(g) + zeros(x.shape)`` on the way back; the view costs
+    nothing, and every consumer of a gradient here only reads it.
+    """
+    return np.sum(x, axis=axis)
+
+
+def _sum_vjp(ans, x, axis=None):
+    shape = np.shape(x)
+    if axis is None:
+        kept = (1,) * len(shape)
+    else:
+        axes = {a % len(shape) for a in ((axis,) if isinstance(axis, int) else axis)}
+        kept = tuple(1 if i in axes else n for i, n in enumerate(shape))
+    return lambda g: broadcast_view(np.reshape(g, kept), shape)
+
+
+def broadcast_view(a, shape):
+    """``np.broadcast_to(a, shape)`` for ``a`` of the same number of axes, read-only, in about a
+    microsecond instead of several: a zero stride along each axis where ``a`` has size 1."""
+    if not a.flags.c_contiguous:
+        return np.broadcast_to(a, shape)
+    strides = tuple(0 if n == 1 else s for n, s in zip(a.shape, a.strides))
+    view = np.ndarray(shape, a.dtype, buffer=a, strides=strides)
+    view.flags.writeable = False
+    return view
+
+
+defvjp(sum, _sum_vjp)
+
+
 # The public names take the fast path when nothing is differentiated.
 normal_log_prob = fast_path(normal_log_prob)
 normal_rsample = fast_path(normal_rsample)
@@ -269,3 +304,4 @@ dense = fast_path(dense)
 elu = fast_path(elu)
 softplus = fast_path(softplus)
 sigmoid = fast_path(sigmoid)
+sum = fast_path(sum)

@@ -166,10 +166,13 @@ class _Optimizer:
                             f"got {type(buffer).__name__} of shape {np.shape(buffer)}")
         return buffer
 
-    def _check_step(self, buffer, grad, state):
+    def _check_step(self, buffer, grad, state, out=None):
         self._check_buffer(buffer)
         if np.shape(grad) != buffer.shape:
             raise ValueError(f"grad has shape {np.shape(grad)}, the buffer {buffer.shape}")
+        if out is not None and (self._check_buffer(out).shape != buffer.shape or out.dtype != buffer.dtype):
+            raise ValueError(f"out has shape {out.shape} and dtype {out.dtype}, the buffer {buffer.shape} "
+                             f"and {buffer.dtype}")
         for key in ("step",) + self.moments:
             if key not in state:
                 raise ValueError(f"state has no {key!r}: make it with {type(self).__name__}.init(buffer)")
@@ -214,9 +217,13 @@ class Adam(_Optimizer):
             raise ValueError(f"betas must be a pair of numbers in [0, 1), got {betas!r}")
         self.betas = (b1, b2)
 
-    def step(self, buffer, grad, state):
-        """Update ``buffer`` (and the state's ``m``, ``v``) in place, in ten passes with no allocation."""
-        self._check_step(buffer, grad, state)
+    def step(self, buffer, grad, state, out=None):
+        """Update ``buffer`` (and the state's ``m``, ``v``) in place, in eleven passes with no allocation.
+
+        With ``out`` (an array like ``buffer``) the new parameters go there and ``buffer`` keeps the old
+        ones: a caller that keeps the last parameters swaps two buffers instead of copying one.
+        """
+        self._check_step(buffer, grad, state, out)
         b1, b2 = self.betas
         t = int(state["step"]) + 1
         grad = self._clipped(grad)
@@ -235,7 +242,7 @@ class Adam(_Optimizer):
         tmp += self.eps * correction2
         np.divide(m, tmp, out=tmp)
         tmp *= lr_t
-        buffer -= tmp
+        np.subtract(buffer, tmp, out=buffer if out is None else out)
         return {"step": np.array(t, dtype=np.int64), "m": m, "v": v}
 
 
@@ -256,13 +263,14 @@ class SGD(_Optimizer):
             raise ValueError(f"momentum must be a finite number >= 0, got {momentum!r}")
         self.momentum = float(momentum)
 
-    def step(self, buffer, grad, state):
-        """Update ``buffer`` (and the state's ``velocity``) in place, in four passes with no allocation."""
-        self._check_step(buffer, grad, state)
+    def step(self, buffer, grad, state, out=None):
+        """Update ``buffer`` (and the state's ``velocity``) in place, in four passes with no allocation;
+        with ``out``, the new parameters go there instead (as for ``Adam.step``)."""
+        self._check_step(buffer, grad, state, out)
         grad = self._clipped(grad)
         velocity, tmp = state["velocity"], self._scratch(buffer)
         velocity *= self.momentum
         velocity += grad
         np.multiply(velocity, self.lr, out=tmp)
-        buffer -= tmp
+        np.subtract(buffer, tmp, out=buffer if out is None else out)
         return {"step": np.array(int(state["step"]) + 1, dtype=np.int64), "velocity": velocity}

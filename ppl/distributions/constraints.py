@@ -5,6 +5,8 @@ A constraint answers ``check(x)``: a boolean array over the batch (the last
 constraint, so a NaN parameter is caught by validation, not propagated.
 ``biject_to`` (in ``transforms``) maps the real line onto each of them.
 """
+import math
+
 import numpy as np
 
 
@@ -15,6 +17,12 @@ class Constraint:
     def check(self, x):
         raise NotImplementedError
 
+    def holds(self, x):
+        """Whether all of the array ``x`` lies inside: what validation asks on every call, so
+        subclasses answer it without the per-batch reductions of ``check``."""
+        ok = self.check(x)
+        return bool(ok.all()) if isinstance(ok, np.ndarray) else bool(ok)
+
     def __repr__(self):
         return type(self).__name__.lstrip("_").lower()
 
@@ -23,12 +31,17 @@ class _Real(Constraint):
     def check(self, x):
         return np.isfinite(x)  # NaN and the infinities are not real numbers
 
+    def holds(self, x):
+        return math.isfinite(x) if type(x) is float else bool(np.isfinite(x).all())
+
 
 class _RealVector(Constraint):
     event_dim = 1
 
     def check(self, x):
         return np.all(np.isfinite(x), axis=-1)
+
+    holds = _Real.holds
 
     def __repr__(self):
         return "real_vector"

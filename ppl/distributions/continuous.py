@@ -5,6 +5,8 @@ boxes, Python floats stay weakly typed so float32 stays float32) and
 broadcasts them in the math. Reparameterized draws transform standard noise
 with the parameters, so autograd differentiates a draw w.r.t. them.
 """
+import math
+
 import autograd.numpy as np
 import numpy as onp
 from autograd.extend import defvjp, primitive
@@ -46,6 +48,12 @@ class LocationScale(Distribution):
     has_rsample = True
 
     def __init__(self, loc=0.0, scale=1.0, validate_args=True):
+        if type(loc) is float and type(scale) is float:  # scalar parameters: no arrays, no shapes
+            self.loc, self.scale, self.batch_shape, self.event_shape = loc, scale, (), ()
+            self.validate_args = validate_args
+            if validate_args and not (math.isfinite(loc) and scale > 0):
+                self._validate_params()  # raises, naming the parameter
+            return
         (self.loc, self.scale), batch_shape = promote_shapes(loc, scale)
         super().__init__(batch_shape, (), validate_args)
 
@@ -54,6 +62,8 @@ class Normal(LocationScale):
     """p(x) = exp(-(x - loc)^2 / (2 scale^2)) / (scale sqrt(2 pi))."""
 
     def sample(self, rng, sample_shape=()):
+        if not sample_shape and type(self.loc) is float and type(self.scale) is float:
+            return self.loc + self.scale * rng.standard_normal()  # the same draw as below, as a Python float
         shape = tuple(sample_shape) + self.batch_shape
         return normal_rsample(self.loc, self.scale, _noise(rng, "normal", shape, dtype_of(self.loc, self.scale)))
 

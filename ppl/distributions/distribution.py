@@ -10,6 +10,7 @@ import autograd.numpy as np
 import numpy as onp
 from autograd.tracer import getval
 
+from .. import kernels
 from . import constraints
 
 _SCALARS = (float, int)
@@ -52,9 +53,10 @@ def promote_shapes(*args):
 
 def dtype_of(*params):
     """The floating dtype the parameters compute in (float32 stays float32)."""
-    if all(type(p) is float for p in params):
-        return _FLOAT64
-    return onp.result_type(*(getval(p) for p in params))
+    for p in params:
+        if type(p) is not float:
+            return onp.result_type(*(getval(p) for p in params))
+    return _FLOAT64
 
 
 _FLOAT64 = onp.dtype(onp.float64)
@@ -106,31 +108,30 @@ class Distribution:
             if value is None:
                 continue
             if type(value) is float:  # the fast path: no arrays for a scalar check
-                if not constraint.check(value):
+                if not constraint.holds(value):
                     raise ValueError(f"{type(self).__name__}: parameter {name!r} must be {constraint}; "
                                      f"got {value!r}")
                 continue
-            value = getval(value)
-            ok = constraint.check(onp.asarray(value))
-            if not _all(ok):
+            value = onp.asarray(getval(value))
+            if not constraint.holds(value):
                 raise ValueError(
                     f"{type(self).__name__}: parameter {name!r} must be {constraint}; "
-                    f"got {_describe_bad(value, ok)}"
+                    f"got {_describe_bad(value, constraint.check(value))}"
                 )
 
     def _validate_sample(self, value):
         if type(value) is not float:
             value = getval(value)
         if type(value) is float:
-            if not self.support.check(value):
+            if not self.support.holds(value):
                 raise ValueError(f"{type(self).__name__}.log_prob: value outside the support {self.support}; "
                                  f"got {value!r}")
             return
-        ok = self.support.check(onp.asarray(value))
-        if not _all(ok):
+        value = onp.asarray(value)
+        if not self.support.holds(value):
             raise ValueError(
                 f"{type(self).__name__}.log_prob: value outside the support {self.support}; "
-                f"got {_describe_bad(value, ok)}"
+                f"got {_describe_bad(value, self.support.check(value))}"
             )
 
     def shape(self, sample_shape=()):
@@ -179,10 +180,6 @@ class Distribution:
         return f"{type(self).__name__}(batch_shape={self.batch_shape}, event_shape={self.event_shape})"
 
 
-def _all(ok):
-    return ok.all() if isinstance(ok, onp.ndarray) else bool(ok)
-
-
 def _describe_bad(value, ok):
     """The first offending entry, with its index, for an error message."""
     value, ok = onp.asarray(value), onp.asarray(ok)
@@ -223,7 +220,7 @@ class Independent(Distribution):
 
     def log_prob(self, value):
         lp = self.base.log_prob(value)
-        return np.sum(lp, axis=tuple(range(-self.reinterpreted_batch_ndims, 0)))
+        return kernels.sum(lp, tuple(range(-self.reinterpreted_batch_ndims, 0)))
 
     @property
     def mean(self):
@@ -235,7 +232,7 @@ class Independent(Distribution):
 
     def entropy(self):
         h = self.base.entropy()
-        return np.sum(h, axis=tuple(range(-self.reinterpreted_batch_ndims, 0)))
+        return kernels.sum(h, tuple(range(-self.reinterpreted_batch_ndims, 0)))
 
     def expand(self, batch_shape):
         batch_shape = tuple(batch_shape)
@@ -258,6 +255,9 @@ class _IndependentConstraint(constraints.Constraint):
         ok = self.base.check(x)
         return np.all(ok, axis=tuple(range(-self.n, 0))) if self.n else ok
 
+    def holds(self, x):
+        return self.base.holds(x)
+
     def __repr__(self):
         return repr(self.base)
 
@@ -268,7 +268,7 @@ class Expanded(Distribution):
     def __init__(self, base, batch_shape):
         batch_shape = tuple(batch_shape)
         try:
-            new = onp.broadcast_shapes(base.batch_shape, batch_shape)
+            new = broadcast_shapes(base.batch_shape, batch_shape)
         except ValueError:
             new = None
         if new != batch_shape:

@@ -6,6 +6,8 @@ from .special import digamma, gammaln
 from autograd.tracer import getval
 
 from . import constraints
+from .. import kernels
+from ..kernels import normal_log_prob, normal_rsample
 from .continuous import LOG_SQRT_2PI, _noise
 from .distribution import Distribution, broadcast_shapes, broadcast_to, dtype_of, promote_shapes, where
 
@@ -154,14 +156,14 @@ class MultivariateNormalDiag(Distribution):
 
     def sample(self, rng, sample_shape=()):
         shape = tuple(sample_shape) + self.batch_shape + self.event_shape
-        return self.loc + self.scale_diag * _noise(rng, "normal", shape, dtype_of(self.loc, self.scale_diag))
+        noise = _noise(rng, "normal", shape, dtype_of(self.loc, self.scale_diag))
+        return normal_rsample(self.loc, self.scale_diag, noise)
 
     def log_prob(self, value):
         _check_event("MultivariateNormalDiag", value, self.event_shape)
         if self.validate_args:
             self._validate_sample(value)
-        z = (value - self.loc) / self.scale_diag
-        lp = np.sum(-0.5 * z * z - np.log(self.scale_diag) - LOG_SQRT_2PI, axis=-1)
+        lp = kernels.sum(normal_log_prob(value, self.loc, self.scale_diag), -1)
         return broadcast_to(lp, broadcast_shapes(np.shape(lp), self.batch_shape))
 
     @property
@@ -173,9 +175,8 @@ class MultivariateNormalDiag(Distribution):
         return broadcast_to(self.scale_diag**2, self.batch_shape + self.event_shape)
 
     def entropy(self):
-        h = np.sum(0.5 + LOG_SQRT_2PI + np.log(broadcast_to(self.scale_diag, self.batch_shape + self.event_shape)),
-                   axis=-1)
-        return broadcast_to(h, self.batch_shape)
+        log_scale = np.log(broadcast_to(self.scale_diag, self.batch_shape + self.event_shape))
+        return kernels.sum(log_scale, -1) + self.event_shape[0] * (0.5 + LOG_SQRT_2PI)
 
 
 class Dirichlet(Distribution):

@@ -14,7 +14,8 @@ import warnings
 
 import autograd.numpy as anp
 
-from ..core import fold_in, plate, site_log_prob
+from .. import kernels
+from ..core import fold_in, plate, site_log_prob, sum_all
 from ..distributions.delta import Delta
 from ..distributions.distribution import broadcast_to
 from ..distributions.kl import kl_divergence
@@ -76,9 +77,9 @@ def particle_reducer(num_particles, batch_ndim):
     def reduce(lp):
         shape = anp.shape(lp)
         if len(shape) == batch_ndim + 1 and shape[0] == num_particles:
-            return anp.sum(lp, axis=tuple(range(1, batch_ndim + 1))) if batch_ndim else lp
+            return kernels.sum(lp, tuple(range(1, batch_ndim + 1))) if batch_ndim else lp
         if len(shape) <= batch_ndim or shape[0] == 1:
-            return anp.sum(lp)  # does not depend on the particle: the same term for each
+            return kernels.sum(lp)  # does not depend on the particle: the same term for each
         raise NotVectorizable(f"log-density of shape {shape} has no particle axis of size {num_particles}")
 
     return reduce
@@ -117,9 +118,11 @@ class Trace_ELBO:
 
     def loss(self, rng_seed, params, model, guide, *args, **kwargs):
         """The negative ELBO (a scalar, differentiable w.r.t. ``params`` by autograd)."""
+        if self.num_particles == 1:  # the common case: no particle axis, no mean
+            return -self._score(*run_guide_and_model(model, guide, params, rng_seed, args, kwargs), sum_all)
         particles = self.elbo_particles(rng_seed, params, model, guide, *args, **kwargs)
         # sum / n, not anp.mean: autograd's mean divides its gradient by an int64, which makes float32 float64
-        return -anp.sum(particles) / len(particles)
+        return -kernels.sum(particles) / len(particles)
 
     def elbo_particles(self, rng_seed, params, model, guide, *args, num_particles=None, **kwargs):
         """The ELBO's per-particle terms, shape ``(num_particles,)``."""
@@ -133,7 +136,7 @@ class Trace_ELBO:
         n = self.num_particles if num_particles is None else num_particles
         if n == 1:
             guide_trace, model_trace = run_guide_and_model(model, guide, params, rng_seed, args, kwargs)
-            return anp.reshape(score(guide_trace, model_trace, anp.sum), (1,))
+            return anp.reshape(score(guide_trace, model_trace, sum_all), (1,))
         key = (model, guide)
         if self.vectorize and self._plans.get(key) != "loop":
             try:
@@ -157,22 +160,24 @@ class Trace_ELBO:
         terms = []
         for k in range(n):
             guide_trace, model_trace = run_guide_and_model(model, guide, params, fold_in(rng_seed, k), args, kwargs)
-            terms.append(score(guide_trace, model_trace, anp.sum))
+            terms.append(score(guide_trace, model_trace, sum_all))
         return anp.stack(terms)
 
     def _score(self, guide_trace, model_trace, reduce):
         elbo = _model_log_prob(model_trace, reduce)
         for site in guide_trace.values():
-            if site.is_latent:
-                elbo = elbo - reduce(self._guide_term(site))
+            if not site.is_latent:
+                continue
+            if self.entropy == "mc" or isinstance(site.fn, Delta):
+                elbo = elbo - reduce(site_log_prob(site))
+            else:
+                elbo = elbo + reduce(self._entropy(site))
         return elbo
 
-    def _guide_term(self, site):
-        """log q at the draw, or minus the closed-form entropy."""
-        if self.entropy == "mc" or isinstance(site.fn, Delta):
-            return site_log_prob(site)
+    def _entropy(self, site):
+        """The guide site's closed-form entropy, weighted like its log-density."""
         try:
-            return _weigh(site, -site.fn.entropy())
+            return _weigh(site, site.fn.entropy())
         except NoClosedFormError as err:
             raise NoClosedFormError(f"Trace_ELBO(entropy='analytic'): guide site {site.name!r} "
                                     f"({type(site.fn).__name__}) has no closed-form entropy; "

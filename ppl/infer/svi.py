@@ -63,6 +63,7 @@ class SVIState:
             raise CheckpointError(f"{path}: the checkpoint's parameters {data['layout']} do not match this "
                                   f"model and guide's {self.flat.layout_key()!r}")
         self.flat.buffer[...] = data["buffer"]
+        self.previous = None  # the parameters before the restored ones are not known
         self.optim_state = {k.split("/", 1)[1]: data[k] for k in data if k.startswith("optim/")}
         self.step, self.rng_seed = int(data["step"]), int(data["rng_seed"])
         return data.get("losses", np.zeros(0))
@@ -162,12 +163,12 @@ class SVI:
         loss = float(loss)
         for view, g in zip(state._grad_views, grads):
             view[...] = g
-        if not (math.isfinite(loss) and np.all(np.isfinite(state.grad))):
+        if not (math.isfinite(loss) and _all_finite(state.grad)):
             raise self._non_finite(state, loss, grads, args, kwargs)
-        if state.previous is None:
-            state.previous = np.empty_like(state.flat.buffer)
-        np.copyto(state.previous, state.flat.buffer)
-        state.optim_state = self.optimizer.step(state.flat.buffer, state.grad, state.optim_state)
+        # the new parameters go to the spare buffer, and the old ones stay as ``previous``: no copy
+        new = np.empty_like(state.flat.buffer) if state.previous is None else state.previous
+        state.optim_state = self.optimizer.step(state.flat.buffer, state.grad, state.optim_state, out=new)
+        state.previous, state.flat.buffer = state.flat.buffer, new
         state.step += 1
         return state, loss
 
@@ -208,6 +209,12 @@ class SVI:
             err.state.flat.buffer[...] = state.previous
             err.state.step -= 1
         return err
+
+
+def _all_finite(x):
+    """Whether every entry of the 1-D ``x`` is finite: one dot product (inf and nan propagate through
+    it), and the elementwise test only when the dot is not finite, which may also be an overflow."""
+    return math.isfinite(float(np.dot(x, x))) or bool(np.all(np.isfinite(x)))
 
 
 def _first_non_finite(traces):
