@@ -13,7 +13,8 @@ import numpy as np
 from autograd.extend import defvjp, defvjp_argnums, primitive
 from autograd.tracer import Box
 
-LOG_SQRT_2PI = float(0.5 * np.log(2 * np.pi))  # a Python float: weakly typed, float32 stays float32
+LOG_SQRT_2PI = float(0.5 * np.log(2 * np.pi))
+SQRT_2 = math.sqrt(2.0)  # a Python float: weakly typed, float32 stays float32
 
 
 def unbroadcast(g, shape, dtype=None):
@@ -77,18 +78,55 @@ def normal_log_prob(value, loc, scale):
     Gradient, all from one z:  d/dvalue = -z / scale,  d/dloc = z / scale,  d/dscale = (z^2 - 1) / scale,
     each summed back to its argument's shape. ``scale`` must be > 0 (the distributions check it).
     """
-    z = (value - loc) / scale
-    return -0.5 * z * z - _log(scale) - LOG_SQRT_2PI
+    z = value - loc
+    if not (isinstance(z, np.ndarray) and _fits_in(z, scale)):
+        z = z / scale
+        return -0.5 * z * z - _log(scale) - LOG_SQRT_2PI
+    # in the one new array, no temporaries over a large batch: -(diff / (sqrt(2) scale))^2 - log scale - C
+    if type(scale) is float or type(scale) is int:
+        z *= 1.0 / (SQRT_2 * scale)
+    else:
+        z /= SQRT_2 * scale
+    np.multiply(z, z, out=z)
+    return np.subtract(-(_log(scale) + LOG_SQRT_2PI), z, out=z)
+
+
+def _fits_in(out, arg):
+    """Whether ``out op= arg`` gives what ``out op arg`` would (same shape, same floating dtype)."""
+    if out.dtype.kind != "f":
+        return False
+    if type(arg) is float or type(arg) is int:
+        return True
+    shape, dtype = getattr(arg, "shape", None), getattr(arg, "dtype", None)
+    if shape is None or dtype is None or len(shape) > out.ndim:
+        return False
+    if any(n != 1 and n != m for n, m in zip(reversed(shape), reversed(out.shape))):
+        return False
+    return np.promote_types(out.dtype, dtype) == out.dtype
 
 
 def _normal_log_prob_vjp(argnums, ans, args, kwargs):
-    """d/dvalue = -z/scale, d/dloc = z/scale, d/dscale = (z^2 - 1)/scale, from one z."""
+    """d/dvalue = -(value - loc)/scale^2, d/dloc = (value - loc)/scale^2, d/dscale = (z^2 - 1)/scale.
+
+    Only what the differentiated arguments need is computed: the usual case (value or loc) is one
+    array, (value - loc) / scale^2.
+    """
     value, loc, scale = args
-    inv_scale = 1.0 / scale
-    z = (value - loc) * inv_scale
+    diff = value - loc
+    if 2 in argnums:
+        inv_scale = 1.0 / scale
+        z = diff * inv_scale
+        d_loc = z * inv_scale
+    elif type(scale) is float and scale == 1.0 and type(loc) is float and loc == 0.0:
+        d_loc = value  # the standard Normal: read only, never written
+    elif isinstance(diff, np.ndarray) and _fits_in(diff, scale):
+        diff *= 1.0 / (scale * scale)
+        d_loc = diff
+    else:
+        d_loc = diff / (scale * scale)
 
     def vjp(g):
-        g_loc = g * z * inv_scale
+        g_loc = g * d_loc
         grads = []
         for argnum in argnums:
             if argnum == 0:
@@ -118,7 +156,22 @@ def _softplus_fast(x):
 def _softplus(x):
     # max(x, 0) + log1p(e^-|x|): also relatively exact in the left tail (softplus(-40) = 4.2e-18, not 0),
     # which matters where the result is a scale; np.logaddexp(0, x) gives the same numbers, slower
-    return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
+    return np.maximum(x, 0.0) + _log1p_unit(np.exp(-np.abs(x)))
+
+
+def _log1p_unit(e):
+    """log(1 + e) for e in [0, 1], to an ulp or two. NumPy's float32 log1p is not vectorized (2x
+    slower than log here), so float32 takes one log: with u = fl(1 + e), the rounding error
+    d = (u - 1) - e is exact (Sterbenz), and log1p(e) = log(u) - d / u + O(d^2)."""
+    if not (isinstance(e, np.ndarray) and e.dtype == np.float32):
+        return np.log1p(e)
+    u = e + 1.0
+    d = u - 1.0
+    d -= e
+    d /= u
+    np.log(u, out=u)
+    u -= d
+    return u
 
 
 def _sigmoid(x):
@@ -230,12 +283,13 @@ defvjp(elu, lambda ans, x: lambda g: g * (np.minimum(ans, 0.0) + 1.0))
 def softplus(x):
     """softplus(x) = log(1 + e^x) = logaddexp(0, x), stable in both tails.
 
-    Gradient: softplus'(x) = sigmoid(x), computed as e^min(x,0) / (1 + e^-|x|) (no overflow).
+    Gradient: softplus'(x) = sigmoid(x) = e^(x - softplus(x)), one exp from the answer (x - ans <= 0:
+    no overflow; relatively exact in the left tail, where x - ans ~ x).
     """
     return _softplus(x)
 
 
-defvjp(softplus, lambda ans, x: lambda g: g * _sigmoid(x))
+defvjp(softplus, lambda ans, x: lambda g: g * np.exp(x - ans))
 
 
 @primitive

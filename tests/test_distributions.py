@@ -268,3 +268,23 @@ def test_monte_carlo_fallback_has_a_standard_error():
     assert abs(estimate.value - st.t(5.0).entropy()) < 4 * estimate.stderr
     kl = info.kl_divergence(dist.Cauchy(0.0, 1.0), dist.Normal(0.0, 3.0), num_samples=40000)
     assert kl.stderr > 0 and np.isfinite(kl.value)
+
+
+HOLDS_CASES = [constraints.real, constraints.real_vector, constraints.positive, constraints.nonnegative,
+               constraints.unit_interval, constraints.boolean, constraints.simplex,
+               constraints.integer_interval(0, 3), constraints.nonnegative_integer]
+
+
+@pytest.mark.parametrize("constraint", HOLDS_CASES, ids=repr)
+@settings(max_examples=25, deadline=None)
+@given(hst.integers(0, 2**32 - 1), hst.sampled_from([(3,), (70, 80), (5000,)]), hst.sampled_from(
+    [None, np.nan, np.inf, -np.inf, 1e200, -1e-300, 0.0, 1.0, 2.0]), hst.sampled_from([np.float64, np.float32]))
+def test_holds_is_check_all(constraint, seed, shape, planted, dtype):
+    """``holds`` (validation's fast question) answers what ``check(x).all()`` does, on small and large
+    arrays, with a bad entry planted anywhere (the large-array path goes through a dot product)."""
+    rng = np.random.default_rng(seed)
+    with np.errstate(over="ignore"):
+        x = rng.choice([0.0, 1.0, 0.5, 3.0], size=shape).astype(dtype)
+        if planted is not None:
+            x.reshape(-1)[rng.integers(x.size)] = planted
+    assert constraint.holds(x) == bool(np.all(constraint.check(x)))

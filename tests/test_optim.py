@@ -240,3 +240,34 @@ def test_step_names_a_mismatched_gradient_or_state():
         SGD(0.1).step(flat.buffer, np.zeros(7), state)
     with pytest.raises(TypeError, match="buffer must be a 1-D floating numpy array"):
         opt.init([0.0, 1.0])
+
+
+@pytest.mark.parametrize("into_out", [False, True], ids=["in-place", "out"])
+def test_blocked_steps_match_one_pass_formula_across_block_edges(into_out):
+    """A buffer several blocks long (and not a multiple of one) gets the same update as the
+    whole-array formula, entry by entry; with ``out`` the old buffer is left as it was."""
+    from ppl import optim
+
+    n = 2 * optim.BLOCK + 12345
+    rng = np.random.default_rng(0)
+    x0, g1, g2 = rng.standard_normal(n), rng.standard_normal(n), rng.standard_normal(n)
+    adam, sgd = Adam(0.01), SGD(0.01, momentum=0.9)
+    x_adam, x_sgd = x0.copy(), x0.copy()
+    s_adam, s_sgd = adam.init(x_adam), sgd.init(x_sgd)
+    m = v = u = np.zeros(n)
+    expect_adam, expect_sgd = x0.copy(), x0.copy()
+    for t, g in enumerate((g1, g2), start=1):
+        out_adam, out_sgd = (np.empty(n), np.empty(n)) if into_out else (None, None)
+        before = x_adam.copy()
+        s_adam = adam.step(x_adam, g, s_adam, out=out_adam)
+        s_sgd = sgd.step(x_sgd, g, s_sgd, out=out_sgd)
+        if into_out:
+            np.testing.assert_array_equal(x_adam, before)
+            x_adam, x_sgd = out_adam, out_sgd
+        m, v, u = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g, 0.9 * u + g
+        expect_adam = expect_adam - 0.01 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
+        expect_sgd = expect_sgd - 0.01 * u
+    np.testing.assert_allclose(x_adam, expect_adam, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(x_sgd, expect_sgd, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(s_adam["m"], m, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(s_adam["v"], v, rtol=1e-12, atol=1e-15)
