@@ -156,22 +156,31 @@ def _softplus_fast(x):
 def _softplus(x):
     # max(x, 0) + log1p(e^-|x|): also relatively exact in the left tail (softplus(-40) = 4.2e-18, not 0),
     # which matters where the result is a scale; np.logaddexp(0, x) gives the same numbers, slower
-    return np.maximum(x, 0.0) + _log1p_unit(np.exp(-np.abs(x)))
+    if not (isinstance(x, np.ndarray) and x.ndim and x.dtype.kind == "f"):
+        return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
+    e = np.abs(x)  # in place from here on: a fresh large array costs page faults as well as a pass
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    out = np.maximum(x, 0.0)
+    out += _log1p_unit(e)
+    return out
 
 
 def _log1p_unit(e):
-    """log(1 + e) for e in [0, 1], to an ulp or two. NumPy's float32 log1p is not vectorized (2x
-    slower than log here), so float32 takes one log: with u = fl(1 + e), the rounding error
-    d = (u - 1) - e is exact (Sterbenz), and log1p(e) = log(u) - d / u + O(d^2)."""
-    if not (isinstance(e, np.ndarray) and e.dtype == np.float32):
-        return np.log1p(e)
+    """log(1 + e) for an array e in [0, 1], to an ulp or two, overwriting e.
+
+    NumPy's float32 log1p is not vectorized (2x slower than log here), so float32 takes one log:
+    with u = fl(1 + e), the rounding error d = (u - 1) - e is exact (Sterbenz), and
+    log1p(e) = log(u) - d / u + O(d^2)."""
+    if e.dtype != np.float32:
+        return np.log1p(e, out=e)
     u = e + 1.0
     d = u - 1.0
     d -= e
     d /= u
-    np.log(u, out=u)
-    u -= d
-    return u
+    np.log(u, out=e)
+    e -= d
+    return e
 
 
 def _sigmoid(x):
@@ -293,6 +302,19 @@ defvjp(softplus, lambda ans, x: lambda g: g * np.exp(x - ans))
 
 
 @primitive
+def normal_entropy(scale):
+    """The entropy of N(loc, scale): 1/2 + log sqrt(2 pi) + log scale; gradient 1 / scale."""
+    h = np.log(scale)
+    if isinstance(h, np.ndarray):
+        h += 0.5 + LOG_SQRT_2PI
+        return h
+    return h + (0.5 + LOG_SQRT_2PI)
+
+
+defvjp(normal_entropy, lambda ans, scale: lambda g: g / scale)
+
+
+@primitive
 def normal_rsample(loc, scale, eps):
     """loc + scale * eps with fixed noise eps: a reparameterized Normal draw, broadcast.
 
@@ -353,6 +375,7 @@ defvjp(sum, _sum_vjp)
 # The public names take the fast path when nothing is differentiated.
 normal_log_prob = fast_path(normal_log_prob)
 normal_rsample = fast_path(normal_rsample)
+normal_entropy = fast_path(normal_entropy)
 bernoulli_logits_log_prob = fast_path(bernoulli_logits_log_prob)
 dense = fast_path(dense)
 elu = fast_path(elu)

@@ -14,7 +14,7 @@ from autograd.tracer import getval
 
 from .special import betaln, digamma, gammaln
 
-from ..kernels import normal_log_prob, normal_rsample
+from ..kernels import normal_entropy, normal_log_prob, normal_rsample
 from . import constraints
 from .distribution import Distribution, broadcast_shapes, broadcast_to, dtype_of, promote_shapes, where
 
@@ -81,7 +81,7 @@ class Normal(LocationScale):
         return broadcast_to(self.scale**2, self.batch_shape)
 
     def entropy(self):
-        return broadcast_to(0.5 + LOG_SQRT_2PI + np.log(self.scale), self.batch_shape)
+        return broadcast_to(normal_entropy(self.scale), self.batch_shape)
 
 
 class LogNormal(LocationScale):

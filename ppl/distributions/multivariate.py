@@ -175,8 +175,7 @@ class MultivariateNormalDiag(Distribution):
         return broadcast_to(self.scale_diag**2, self.batch_shape + self.event_shape)
 
     def entropy(self):
-        log_scale = np.log(broadcast_to(self.scale_diag, self.batch_shape + self.event_shape))
-        return kernels.sum(log_scale, -1) + self.event_shape[0] * (0.5 + LOG_SQRT_2PI)
+        return kernels.sum(kernels.normal_entropy(broadcast_to(self.scale_diag, self.batch_shape + self.event_shape)), -1)
 
 
 class Dirichlet(Distribution):
