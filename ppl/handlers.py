@@ -165,7 +165,8 @@ class _SetValues(Handler):
 
     def process(self, site):
         if site.type in self.types:
-            self._seen.append(site.name)
+            if self.strict:  # the names are only for the unknown-site check
+                self._seen.append(site.name)
             if site.value is None and site.name in self.data:
                 self.set(site, self.data[site.name])
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
 from ppl import kernels
+from ppl.autodiff import value_and_grads
 
 LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)
 
@@ -58,6 +59,12 @@ CASES = {
                        lambda r: (r.uniform(0.3, 3.0, size=(4, 3)),)),
     "normal_entropy_scalar": (kernels.normal_entropy, lambda s: 0.5 + 0.5 * anp.log(2 * np.pi) + anp.log(s),
                               lambda r: (1.7,)),
+    "sum_all": (kernels.sum, anp.sum, lambda r: (r.normal(size=(3, 4)),)),
+    "sum_last_axis": (lambda x: kernels.sum(x, -1), lambda x: anp.sum(x, axis=-1), lambda r: (r.normal(size=(3, 4)),)),
+    "sum_outer_axes": (lambda x: kernels.sum(x, (0, 2)), lambda x: anp.sum(x, axis=(0, 2)),
+                       lambda r: (r.normal(size=(2, 3, 4)),)),
+    "sum_of_size_one_axis": (lambda x: kernels.sum(x, 1), lambda x: anp.sum(x, axis=1),
+                             lambda r: (r.normal(size=(3, 1, 2)),)),
     "rsample": (kernels.normal_rsample, lambda m, s, e: m + s * e,
                 lambda r: (r.normal(size=(3,)), r.uniform(0.5, 2, size=(2, 1)), r.normal(size=(2, 3)))),
     "rsample_scalars": (kernels.normal_rsample, lambda m, s, e: m + s * e,
@@ -188,3 +195,16 @@ def test_dense_gradient_of_a_layer_stack_matches_einsum():
     np.testing.assert_allclose(ours(params), theirs(params), rtol=1e-12)
     for a, b in zip(autograd.grad(ours)(params), autograd.grad(theirs)(params)):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_sum_gradient_is_a_read_only_view_that_costs_no_copy():
+    """The sum's gradient broadcasts g without allocating x's size, and nobody can write into it."""
+    x = np.ones((500, 400))
+    _, grads = value_and_grads(lambda a: 3.0 * kernels.sum(a), [x])
+    g = grads[0]
+    np.testing.assert_array_equal(g, np.full(x.shape, 3.0))
+    assert not g.flags.writeable and g.strides == (0, 0)
+    view = kernels.broadcast_view(np.arange(3.0).reshape(3, 1), (3, 4))
+    np.testing.assert_array_equal(view, np.broadcast_to(np.arange(3.0)[:, None], (3, 4)))
+    strided = np.arange(12.0).reshape(3, 4)[:, :1]  # not contiguous: falls back to np.broadcast_to
+    np.testing.assert_array_equal(kernels.broadcast_view(strided, (3, 5)), np.broadcast_to(strided, (3, 5)))
