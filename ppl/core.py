@@ -133,9 +133,12 @@ def isolated():
         _STACK.reset(token)
 
 
-def apply_stack(site):
-    """Send ``site`` through the active handlers (see the module docstring) and return it."""
-    handlers = _STACK.get()[::-1]  # innermost first
+def apply_stack(site, stack=None):
+    """Send ``site`` through the active handlers (see the module docstring) and return it.
+
+    ``stack`` is the active stack when the caller has it already.
+    """
+    handlers = (_STACK.get() if stack is None else stack)[::-1]  # innermost first
     for i, handler in enumerate(handlers):
         handler.process(site)
         if site.stop:  # the handlers outside this one never see the site
@@ -180,9 +183,10 @@ def sample(name, fn, sample_shape=(), infer=None):
     """
     if sample_shape:
         fn = fn.expand(tuple(sample_shape) + fn.batch_shape)
-    if not _STACK.get():
+    stack = _STACK.get()
+    if not stack:
         return fn.sample(_GLOBAL_RNG[0])
-    return apply_stack(Site(name, "sample", fn, infer=infer)).value
+    return apply_stack(Site(name, "sample", fn, infer=infer), stack).value
 
 
 def observe(name, fn, value, infer=None):

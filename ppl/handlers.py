@@ -120,9 +120,8 @@ class trace(Handler):
         return super().__exit__(exc_type, exc_value, traceback)
 
     def postprocess(self, site):
-        if site.name in self.trace:
+        if self.trace.setdefault(site.name, site) is not site:  # one dict lookup: this runs for every site
             raise DuplicateSiteError(f"two sites named {site.name!r} in one run of the model", site.name)
-        self.trace[site.name] = site
 
     def get_trace(self, *args, **kwargs):
         """Run the wrapped function and return its ``Trace``."""

@@ -212,10 +212,14 @@ class AutoNormal(AutoGuide):
         values = {}
         for name, proto in self.prototypes.items():
             loc = param(f"{name}.loc", self.init_loc(proto))
-            raw = param(f"{name}.scale_raw", np.full(proto.unconstrained_shape, self.init_scale_raw, proto.dtype))
+            raw = param(f"{name}.scale_raw", self.init_scale(proto))
             q = Normal(loc, softplus(raw)).to_event(len(proto.unconstrained_event))
             values[name] = _place(name, proto, q)
         return values
+
+    def init_scale(self, proto):
+        # a function, not an array: once SVI supplies the param, the guide never builds its initial value
+        return lambda rng: np.full(proto.unconstrained_shape, self.init_scale_raw, proto.dtype)
 
     def _loc(self, params, proto):
         return params[f"{proto.name}.loc"]
@@ -249,7 +253,7 @@ class AutoMultivariateNormal(AutoGuide):
         dtype = np.result_type(*[p.dtype for p in protos]) if protos else np.float64
         loc = param("auto.loc", lambda rng: np.concatenate(
             [self.init_loc(p)(rng).ravel() for p in protos]).astype(dtype))
-        raw = param("auto.scale_tril_raw", np.diag(np.full(dim, self.init_scale_raw, dtype)))
+        raw = param("auto.scale_tril_raw", lambda rng: np.diag(np.full(dim, self.init_scale_raw, dtype)))
         u = sample("_auto_latent", MultivariateNormal(loc, scale_tril=self._scale_tril(raw)),
                    infer={"is_auxiliary": True})
         lead, offset, values = anp.shape(u)[:-1], 0, {}
