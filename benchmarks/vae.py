@@ -42,7 +42,8 @@ def images(batch_size):
 def ppl_step(x):
     svi = SVI(vae_mnist.vae_model, vae_mnist.vae_guide, Adam(1e-3), Trace_ELBO(entropy="analytic"))
     state = svi.init(0, x, num_data=NUM_DATA)
-    return lambda: svi.update(state, x, num_data=NUM_DATA)
+    indices = np.arange(len(x))  # the example hands each minibatch's indices to the plate
+    return lambda: svi.update(state, x, num_data=NUM_DATA, indices=indices)
 
 
 def initial_weights():
@@ -166,7 +167,7 @@ def quality(epochs, batch_size, limit=None):
         steps = vae_mnist.batches(num_data, batch_size, epoch, 0)
         ppl_losses, plain_losses = np.empty(len(steps)), np.empty(len(steps))
         for i, idx in enumerate(steps):
-            state, ppl_losses[i] = svi.update(state, x_train[idx], num_data=num_data)
+            state, ppl_losses[i] = svi.update(state, x_train[idx], num_data=num_data, indices=idx)
             eps = rng.standard_normal((batch_size, ZDIM), dtype=F32)
             plain_losses[i] = plain_update(x_train[idx], eps) * num_data / NUM_DATA  # its scale is NUM_DATA
         print(f"{epoch + 1:6d}{ppl_losses.mean() / num_data:10.3f}{plain_losses.mean() / num_data:10.3f}", flush=True)

@@ -31,11 +31,14 @@ from ppl.optim import Adam
 F32 = np.float32
 
 
-def vae_model(x=None, num_data=None, batch_size=None, latent_dim=2):
-    """p(x, z): the decoder's weights are params; x observed when given, drawn when not."""
+def vae_model(x=None, num_data=None, batch_size=None, latent_dim=2, indices=None):
+    """p(x, z): the decoder's weights are params; x observed when given, drawn when not.
+
+    ``indices`` are the minibatch's positions in the training set (recorded by the plate; drawn if not given).
+    """
     decoder = param("decoder", lambda rng: nn.init(rng, [latent_dim, 200, 200, 784], F32))
     size = len(x) if x is not None else batch_size
-    with plate("data", num_data or size, subsample_size=size):
+    with plate("data", num_data or size, subsample_size=size, subsample=indices):
         z = sample("z", dist.MultivariateNormalDiag(np.zeros(latent_dim, F32), np.ones(latent_dim, F32)))
         logits = nn.apply(decoder, z)
         if x is None:
@@ -44,10 +47,10 @@ def vae_model(x=None, num_data=None, batch_size=None, latent_dim=2):
         return observe("x", dist.Bernoulli(logits=logits).to_event(1), x)
 
 
-def vae_guide(x, num_data=None, batch_size=None, latent_dim=2):
+def vae_guide(x, num_data=None, batch_size=None, latent_dim=2, indices=None):
     """q(z | x): the encoder's weights are params; it outputs each image's loc and scale."""
     encoder = param("encoder", lambda rng: nn.init(rng, [784, 200, 200, 2 * latent_dim], F32))
-    with plate("data", num_data or len(x), subsample_size=len(x)):
+    with plate("data", num_data or len(x), subsample_size=len(x), subsample=indices):
         out = nn.apply(encoder, x)
         loc, scale = out[..., :latent_dim], 1e-3 + kernels.softplus(out[..., latent_dim:])
         return sample("z", dist.MultivariateNormalDiag(loc, scale))
@@ -88,7 +91,7 @@ def train(args, x_train):
         losses = np.empty(len(steps))
         bar = tqdm(steps, desc=f"epoch {epoch + 1}/{args.epochs}", disable=not args.progress, mininterval=0.5)
         for i, idx in enumerate(bar):
-            state, losses[i] = svi.update(state, x_train[idx], **kwargs)
+            state, losses[i] = svi.update(state, x_train[idx], indices=idx, **kwargs)
             if i % 50 == 0:
                 bar.set_postfix(loss=f"{losses[i] / len(x_train):.2f}", refresh=False)
         epoch_losses.append(float(losses.mean() / len(x_train)))

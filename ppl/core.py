@@ -152,6 +152,9 @@ def apply_stack(site, stack=None):
 
 
 def _default(site):
+    if site.type == "plate" and site.args[2] is not None:  # the caller's minibatch: nothing to draw
+        site.value = site.args[2]
+        return
     rng = site.rng
     if rng is None:
         rng = _GLOBAL_RNG[0]
@@ -166,7 +169,9 @@ def _default(site):
         site.value = _plate_indices(rng, *site.args)
 
 
-def _plate_indices(rng, size, subsample_size):
+def _plate_indices(rng, size, subsample_size, subsample=None):
+    if subsample is not None:  # the caller's minibatch
+        return subsample
     if subsample_size == size:
         return np.arange(size)
     return rng.choice(size, subsample_size, replace=False)
@@ -272,14 +277,23 @@ class plate(Handler):
     shape). With ``subsample_size=M`` it yields ``M`` random indices (a
     ``plate`` site, seeded like any other and replaceable to feed chosen
     minibatches) and multiplies log-densities by ``N / M``, so a minibatch
-    estimates the full-data log joint without bias.
+    estimates the full-data log joint without bias. ``subsample=idx`` (as in
+    Pyro) gives the indices of a minibatch the caller chose: nothing is drawn,
+    and the plate site records them.
     """
 
-    def __init__(self, name, size, subsample_size=None, dim=-1):
+    def __init__(self, name, size, subsample_size=None, dim=-1, subsample=None):
         if not isinstance(dim, int) or dim >= 0:
             raise ValueError(f"plate {name!r}: dim must be a negative int, got {dim!r}")
         if int(size) != size or size < 0:
             raise ValueError(f"plate {name!r}: size must be a non-negative int, got {size!r}")
+        if subsample is not None:
+            subsample = np.asarray(subsample)
+            if subsample.ndim != 1 or subsample_size not in (None, len(subsample)):
+                raise ValueError(f"plate {name!r}: subsample must be a vector of indices (of length "
+                                 f"subsample_size={subsample_size}), got shape {subsample.shape}")
+            subsample_size = len(subsample)
+        self.subsample = subsample
         subsample_size = size if subsample_size is None else subsample_size
         if not 0 <= subsample_size <= size:
             raise ValueError(f"plate {name!r}: subsample_size={subsample_size} must lie in [0, size={size}]")
@@ -289,13 +303,13 @@ class plate(Handler):
 
     def __enter__(self):
         if _STACK.get():
-            site = apply_stack(Site(self.name, "plate", args=(self.size, self.subsample_size)))
+            site = apply_stack(Site(self.name, "plate", args=(self.size, self.subsample_size, self.subsample)))
             indices = np.asarray(site.value)
             if indices.shape != (self.subsample_size,):
                 raise ShapeError(f"plate {self.name!r}: subsample indices have shape {indices.shape}, "
                                  f"expected ({self.subsample_size},)", self.name)
         else:
-            indices = _plate_indices(_GLOBAL_RNG[0], self.size, self.subsample_size)
+            indices = _plate_indices(_GLOBAL_RNG[0], self.size, self.subsample_size, self.subsample)
         super().__enter__()
         return indices
 

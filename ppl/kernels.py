@@ -58,11 +58,11 @@ def fast_path(kernel):
     raw = kernel.fun
     box_types = Box.types  # autograd's isbox, inlined: this check runs on every call
 
-    def call(*args):
+    def call(*args, **kwargs):
         for arg in args:
             if type(arg) in box_types:
-                return kernel(*args)
-        return raw(*args)
+                return kernel(*args, **kwargs)
+        return raw(*args, **kwargs)
 
     call.__name__, call.__doc__, call.primitive = kernel.__name__, kernel.__doc__, kernel
     return call
@@ -190,10 +190,12 @@ def _sigmoid(x):
 
 
 @primitive
-def bernoulli_logits_log_prob(value, logits):
+def bernoulli_logits_log_prob(value, logits, binary=None):
     """log Bernoulli(value; sigmoid(logits)) = value logits - softplus(logits), finite at |logits| = 800.
 
     Gradient:  d/dlogits = value - sigmoid(logits),  d/dvalue = logits, each summed back to its shape.
+    ``binary=True`` promises every value is 0 or 1 (a caller that validated them), which spares the
+    gradient its own check of that.
     """
     if isinstance(logits, (int, float)):  # keep a Python logit weakly typed (float32 values stay float32)
         return value * logits - math.log1p(math.exp(-abs(logits))) - max(logits, 0.0)
@@ -207,6 +209,7 @@ def _bernoulli_vjp(argnums, ans, args, kwargs):
     holds those logs already. Absolute error: one ulp of 1, as for value - sigmoid(logits) computed directly.)
     """
     value, logits = args
+    promised = kwargs.get("binary")
 
     def vjp(g):
         grads = []
@@ -214,7 +217,8 @@ def _bernoulli_vjp(argnums, ans, args, kwargs):
             if argnum == 0:
                 grads.append(_unbroadcast_to(g * logits, value))
             else:
-                binary = np.shape(value) == np.shape(ans) and np.all((value == 0) | (value == 1))
+                binary = np.shape(value) == np.shape(ans) and (
+                    promised or promised is None and np.all((value == 0) | (value == 1)))
                 d = (2.0 * value - 1.0) * (1.0 - np.exp(ans)) if binary else value - _sigmoid(logits)
                 grads.append(_unbroadcast_to(g * d, logits))
         return grads

@@ -165,6 +165,30 @@ def test_plate_subsample_scaling(n, m):
     assert np.array_equal(replace(model, {"data": chosen})(), chosen)
 
 
+def test_plate_with_given_subsample_records_it_scales_and_draws_nothing():
+    """``subsample=idx`` (Pyro's argument): the plate site holds the caller's indices, log-densities are
+    scaled by N / M, no generator is keyed for it, and the same ELBO results with or without a seed."""
+    data = np.linspace(-1.0, 1.0, 10)
+    chosen = np.array([7, 2, 5])
+
+    def model(idx):
+        with plate("data", 10, subsample=idx) as got:
+            observe("x", dist.Normal(0.0, 1.0), data[got])
+        return got
+
+    tr = trace(seed(model, 3)).get_trace(chosen)
+    assert np.array_equal(tr["data"].value, chosen) and not isinstance(tr["data"].rng, np.random.Generator)
+    assert np.isclose(tr.log_prob_sum(), 10 / 3 * st.norm.logpdf(data[chosen]).sum())
+    assert np.array_equal(model(chosen), chosen)  # no handler: the indices come back as given
+    assert np.array_equal(replace(model, {"data": np.array([0, 1, 2])})(chosen), [0, 1, 2])  # still replaceable
+    with pytest.raises(ValueError, match="'data'.*subsample_size=2.*shape \\(3,\\)"):
+        with plate("data", 10, subsample_size=2, subsample=chosen):
+            pass
+    with pytest.raises(ValueError, match="'data'.*vector of indices"):
+        with plate("data", 10, subsample=chosen[:, None]):
+            pass
+
+
 def test_plate_broadcasts_batch_shape():
     def model():
         with plate("rows", 4, dim=-2):

@@ -208,3 +208,13 @@ def test_sum_gradient_is_a_read_only_view_that_costs_no_copy():
     np.testing.assert_array_equal(view, np.broadcast_to(np.arange(3.0)[:, None], (3, 4)))
     strided = np.arange(12.0).reshape(3, 4)[:, :1]  # not contiguous: falls back to np.broadcast_to
     np.testing.assert_array_equal(kernels.broadcast_view(strided, (3, 5)), np.broadcast_to(strided, (3, 5)))
+
+
+def test_bernoulli_gradient_with_the_binary_promise_matches_the_checked_one():
+    """``binary=True`` (validated 0/1 data) skips the gradient's own check and changes no number."""
+    rng = np.random.default_rng(3)
+    x, logits = binary(rng, (5, 7)), rng.normal(size=(5, 7)) * 4
+    checked = autograd.grad(lambda l: anp.sum(kernels.bernoulli_logits_log_prob(x, l)))(logits)
+    promised = autograd.grad(lambda l: anp.sum(kernels.bernoulli_logits_log_prob(x, l, binary=True)))(logits)
+    np.testing.assert_allclose(promised, checked, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(promised, x - 1 / (1 + np.exp(-logits)), rtol=1e-9, atol=1e-15)

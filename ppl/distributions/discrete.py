@@ -83,7 +83,8 @@ class Bernoulli(_ProbsOrLogits, Distribution):
         if self.validate_args:
             self._validate_sample(value)
         if self._logits is not None:
-            lp = bernoulli_logits_log_prob(value, self._logits)
+            # validated values are 0 or 1, which the kernel's gradient would otherwise check again
+            lp = bernoulli_logits_log_prob(value, self._logits, binary=True if self.validate_args else None)
         else:
             lp = _xlogy(value, self._probs) + _xlogy(1 - value, 1 - self._probs)
         if not self.validate_args:  # validation already refused values outside {0, 1}
