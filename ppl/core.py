@@ -139,10 +139,12 @@ def apply_stack(site, stack=None):
     ``stack`` is the active stack when the caller has it already.
     """
     handlers = (_STACK.get() if stack is None else stack)[::-1]  # innermost first
-    for i, handler in enumerate(handlers):
+    seen = 0
+    for handler in handlers:
+        seen += 1
         handler.process(site)
         if site.stop:  # the handlers outside this one never see the site
-            handlers = handlers[:i + 1]
+            handlers = handlers[:seen]
             break
     if site.value is None:
         _default(site)

@@ -218,16 +218,17 @@ def _scored(site):
 
 
 def _model_log_prob(model_trace, reduce):
-    total = 0.0
-    for site in model_trace.values():
-        if _scored(site):
-            total = total + reduce(site_log_prob(site))
-    return total
+    return _total(reduce(site_log_prob(site)) for site in model_trace.values() if _scored(site))
 
 
 def _log_weight(guide_trace, model_trace, reduce):
-    log_q = 0.0
-    for site in guide_trace.values():
-        if site.is_latent:
-            log_q = log_q + reduce(site_log_prob(site))
+    log_q = _total(reduce(site_log_prob(site)) for site in guide_trace.values() if site.is_latent)
     return _model_log_prob(model_trace, reduce) - log_q
+
+
+def _total(terms):
+    """The sum of the terms, starting from the first (0.0 + x would put one more node on the tape)."""
+    total = None
+    for term in terms:
+        total = term if total is None else total + term
+    return 0.0 if total is None else total
