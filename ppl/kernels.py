@@ -13,8 +13,9 @@ import numpy as np
 from autograd.extend import defvjp, defvjp_argnums, primitive
 from autograd.tracer import Box
 
+# Python floats, not NumPy scalars: weakly typed, so float32 arrays stay float32
 LOG_SQRT_2PI = float(0.5 * np.log(2 * np.pi))
-SQRT_2 = math.sqrt(2.0)  # a Python float: weakly typed, float32 stays float32
+SQRT_2 = math.sqrt(2.0)
 
 
 def unbroadcast(g, shape, dtype=None):
