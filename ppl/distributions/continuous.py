@@ -16,7 +16,7 @@ from .special import betaln, digamma, gammaln
 
 from ..kernels import normal_entropy, normal_log_prob, normal_rsample
 from . import constraints
-from .distribution import Distribution, broadcast_shapes, broadcast_to, dtype_of, promote_shapes, where
+from .distribution import Distribution, broadcast_to, dtype_of, full_batch, promote_shapes, where
 
 LOG_SQRT_2PI = float(0.5 * np.log(2 * np.pi))  # a Python float: weakly typed, float32 stays float32
 LOG_PI = float(np.log(np.pi))
@@ -70,7 +70,7 @@ class Normal(LocationScale):
     def log_prob(self, value):
         if self.validate_args:
             self._validate_sample(value)
-        return _full(normal_log_prob(value, self.loc, self.scale), self.batch_shape)
+        return full_batch(normal_log_prob(value, self.loc, self.scale), self.batch_shape)
 
     @property
     def mean(self):
@@ -100,7 +100,7 @@ class LogNormal(LocationScale):
         log_x = np.log(where(inside, value, 1.0))
         z = (log_x - self.loc) / self.scale
         lp = -0.5 * z * z - np.log(self.scale) - LOG_SQRT_2PI - log_x
-        return _full(where(inside, lp, -np.inf), self.batch_shape)
+        return full_batch(where(inside, lp, -np.inf), self.batch_shape)
 
     @property
     def mean(self):
@@ -135,7 +135,7 @@ class HalfNormal(Distribution):
             self._validate_sample(value)
         z = value / self.scale
         lp = LOG_2 - 0.5 * z * z - np.log(self.scale) - LOG_SQRT_2PI
-        return _full(where(value >= 0, lp, -np.inf), self.batch_shape)
+        return full_batch(where(value >= 0, lp, -np.inf), self.batch_shape)
 
     @property
     def mean(self):
@@ -168,7 +168,7 @@ class Exponential(Distribution):
         if self.validate_args:
             self._validate_sample(value)
         lp = np.log(self.rate) - self.rate * where(value >= 0, value, 0.0)
-        return _full(where(value >= 0, lp, -np.inf), self.batch_shape)
+        return full_batch(where(value >= 0, lp, -np.inf), self.batch_shape)
 
     @property
     def mean(self):
@@ -206,7 +206,7 @@ class Gamma(Distribution):
         inside = value > 0
         x = where(inside, value, 1.0)
         lp = a * np.log(b) + (a - 1) * np.log(x) - b * x - gammaln(a)
-        return _full(where(inside, lp, -np.inf), self.batch_shape)
+        return full_batch(where(inside, lp, -np.inf), self.batch_shape)
 
     @property
     def mean(self):
@@ -247,7 +247,7 @@ class Beta(Distribution):
         inside = (value > 0) & (value < 1)
         x = where(inside, value, 0.5)
         lp = (a - 1) * np.log(x) + (b - 1) * np.log1p(-x) - betaln(a, b)
-        return _full(where(inside, lp, -np.inf), self.batch_shape)
+        return full_batch(where(inside, lp, -np.inf), self.batch_shape)
 
     @property
     def mean(self):
@@ -291,7 +291,7 @@ class Uniform(Distribution):
         if self.validate_args:
             self._validate_sample(value)
         inside = (value >= self.low) & (value <= self.high)
-        return _full(where(inside, -np.log(self.high - self.low), -np.inf), self.batch_shape)
+        return full_batch(where(inside, -np.log(self.high - self.low), -np.inf), self.batch_shape)
 
     @property
     def mean(self):
@@ -318,7 +318,7 @@ class Laplace(LocationScale):
     def log_prob(self, value):
         if self.validate_args:
             self._validate_sample(value)
-        return _full(-np.abs(value - self.loc) / self.scale - np.log(2 * self.scale), self.batch_shape)
+        return full_batch(-np.abs(value - self.loc) / self.scale - np.log(2 * self.scale), self.batch_shape)
 
     @property
     def mean(self):
@@ -357,7 +357,7 @@ class StudentT(Distribution):
         z = (value - self.loc) / self.scale
         lp = (gammaln((df + 1) / 2) - gammaln(df / 2) - 0.5 * np.log(df) - 0.5 * LOG_PI - np.log(self.scale)
               - (df + 1) / 2 * np.log1p(z * z / df))
-        return _full(lp, self.batch_shape)
+        return full_batch(lp, self.batch_shape)
 
     @property
     def mean(self):
@@ -393,7 +393,7 @@ class Cauchy(LocationScale):
         if self.validate_args:
             self._validate_sample(value)
         z = (value - self.loc) / self.scale
-        return _full(-LOG_PI - np.log(self.scale) - np.log1p(z * z), self.batch_shape)
+        return full_batch(-LOG_PI - np.log(self.scale) - np.log1p(z * z), self.batch_shape)
 
     @property
     def mean(self):
@@ -438,11 +438,3 @@ defvjp(_t_noise, _no_gradient_in_df, None)
 def _at_least_tiny(x):
     """A positive draw that underflowed to 0 becomes the smallest normal number of its dtype."""
     return onp.maximum(x, onp.finfo(x.dtype).tiny)
-
-
-def _full(lp, batch_shape):
-    """The log-density broadcast to at least the batch shape (a value may add sample axes)."""
-    shape = getattr(lp, "shape", ())
-    if shape == batch_shape:
-        return lp
-    return broadcast_to(lp, broadcast_shapes(shape, batch_shape))

@@ -15,7 +15,8 @@ from autograd.tracer import getval
 from ..errors import NoClosedFormError
 from ..kernels import bernoulli_logits_log_prob
 from . import constraints
-from .distribution import Distribution, broadcast_shapes, broadcast_to, dtype_of, promote_shapes, where
+from .distribution import (Distribution, broadcast_shapes, broadcast_to, dtype_of, full_batch, promote_shapes,
+                           where)
 
 
 def softplus(x):
@@ -89,7 +90,7 @@ class Bernoulli(_ProbsOrLogits, Distribution):
             lp = _xlogy(value, self._probs) + _xlogy(1 - value, 1 - self._probs)
         if not self.validate_args:  # validation already refused values outside {0, 1}
             lp = where((value == 0) | (value == 1), lp, -np.inf)
-        return broadcast_to(lp, broadcast_shapes(np.shape(lp), self.batch_shape))
+        return full_batch(lp, self.batch_shape)
 
     @property
     def mean(self):
@@ -226,7 +227,7 @@ class Binomial(_ProbsOrLogits, Distribution):
         # values outside the support are -inf (validation off); this is what guards the clip above
         inside = (value >= 0) & (value <= n) & (value == np.floor(value))
         lp = where(inside, lp, -np.inf)
-        return broadcast_to(lp, broadcast_shapes(np.shape(lp), self.batch_shape))
+        return full_batch(lp, self.batch_shape)
 
     @property
     def mean(self):
@@ -365,7 +366,7 @@ class Poisson(Distribution):
         k = where(inside, value, 0.0)
         lp = _xlogy(k, self.rate) - self.rate - gammaln(k + 1)
         lp = where(inside, lp, -np.inf)
-        return broadcast_to(lp, broadcast_shapes(np.shape(lp), self.batch_shape))
+        return full_batch(lp, self.batch_shape)
 
     @property
     def mean(self):

@@ -72,6 +72,14 @@ def broadcast_to(x, shape):
     return np.broadcast_to(x, shape)
 
 
+def full_batch(lp, batch_shape):
+    """A log-density broadcast to at least ``batch_shape`` (a value may add sample axes)."""
+    shape = getattr(lp, "shape", ())
+    if shape == batch_shape:
+        return lp
+    return broadcast_to(lp, broadcast_shapes(shape, batch_shape))
+
+
 def where(condition, x, y):
     """``np.where`` whose gradient has the shape of ``x`` and ``y``: autograd's own does not sum
     over the axes it broadcast, so parameters are broadcast explicitly first."""
@@ -310,8 +318,7 @@ class Expanded(Distribution):
         return draws
 
     def log_prob(self, value):
-        lp = self.base.log_prob(value)
-        return broadcast_to(lp, broadcast_shapes(np.shape(lp), self.batch_shape))
+        return full_batch(self.base.log_prob(value), self.batch_shape)
 
     @property
     def mean(self):

@@ -9,7 +9,8 @@ from . import constraints
 from .. import kernels
 from ..kernels import normal_log_prob, normal_rsample
 from .continuous import LOG_SQRT_2PI, _noise
-from .distribution import Distribution, broadcast_shapes, broadcast_to, dtype_of, promote_shapes, where
+from .distribution import (Distribution, broadcast_shapes, broadcast_to, dtype_of, full_batch, promote_shapes,
+                           where)
 
 
 def _batch_mv(matrix, vector):
@@ -164,7 +165,7 @@ class MultivariateNormalDiag(Distribution):
         if self.validate_args:
             self._validate_sample(value)
         lp = kernels.sum(normal_log_prob(value, self.loc, self.scale_diag), -1)
-        return broadcast_to(lp, broadcast_shapes(np.shape(lp), self.batch_shape))
+        return full_batch(lp, self.batch_shape)
 
     @property
     def mean(self):
@@ -211,7 +212,7 @@ class Dirichlet(Distribution):
         lp = np.sum(log_terms, axis=-1) + gammaln(np.sum(a, axis=-1)) - np.sum(gammaln(a), axis=-1)
         if not self.validate_args:
             lp = where(self.support.check(getval(value)), lp, -np.inf)
-        return broadcast_to(lp, broadcast_shapes(np.shape(lp), self.batch_shape))
+        return full_batch(lp, self.batch_shape)
 
     @property
     def mean(self):
