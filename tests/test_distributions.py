@@ -11,6 +11,7 @@ import ppl.distributions as dist
 from ppl import info
 from ppl.distributions import constraints, kl_divergence, transforms
 from ppl.errors import NoClosedFormError
+from ppl.testing import finite_difference
 
 pos = hst.floats(0.2, 5.0)
 real = hst.floats(-3.0, 3.0)
@@ -123,23 +124,13 @@ def test_extreme_logits_stay_finite():
     assert np.all(np.isfinite(g))
 
 
-def _finite_difference(f, x, eps=1e-6):
-    x = np.asarray(x, float)
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        e = np.zeros_like(x)
-        e[i] = eps
-        grad[i] = (f(x + e) - f(x - e)) / (2 * eps)
-    return grad
-
-
 @pytest.mark.parametrize("family", ["Normal", "LogNormal", "Gamma", "Beta", "StudentT", "Laplace", "Poisson"])
 def test_log_prob_gradients_against_finite_differences(family):
     make, reference, _ = UNIVARIATE[family]
     x = reference(0.4, 1.3).rvs(size=3, random_state=np.random.default_rng(3)).astype(float)
     f = lambda p: anp.sum(make(p[0], p[1]).log_prob(x))  # noqa: E731
     p = np.array([0.4, 1.3])
-    assert np.allclose(autograd.grad(f)(p), _finite_difference(f, p), rtol=1e-5, atol=1e-7)
+    assert np.allclose(autograd.grad(f)(p), finite_difference(f, p), rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("family", ["Normal", "LogNormal", "HalfNormal", "Exponential", "Laplace", "Uniform"])
@@ -147,7 +138,7 @@ def test_reparameterized_sample_gradients(family):
     make, _, _ = UNIVARIATE[family]
     f = lambda p: anp.sum(make(p[0], p[1]).sample(np.random.default_rng(5), (4,)) ** 2)  # noqa: E731
     p = np.array([0.4, 1.3])
-    assert np.allclose(autograd.grad(f)(p), _finite_difference(f, p), rtol=1e-5, atol=1e-7)
+    assert np.allclose(autograd.grad(f)(p), finite_difference(f, p), rtol=1e-5, atol=1e-7)
 
 
 def test_validation_names_the_parameter_and_support():

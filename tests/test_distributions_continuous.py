@@ -10,6 +10,7 @@ from hypothesis.extra import numpy as hnp
 
 from ppl.distributions import (Beta, Cauchy, Dirichlet, Exponential, Gamma, HalfNormal, Laplace, LogNormal,
                                MultivariateNormal, MultivariateNormalDiag, Normal, StudentT, Uniform)
+from ppl.testing import finite_difference
 
 SETTINGS = settings(max_examples=25, deadline=None)
 # Parameter shapes that broadcast together (to (2, 3) at most), so batch broadcasting is exercised.
@@ -43,24 +44,13 @@ def _random_spd(rng, batch, n):
     return a @ np.swapaxes(a, -1, -2) + 0.5 * n * np.eye(n)
 
 
-def _finite_difference(f, x, eps=1e-6):
-    """Central differences of a scalar function, one coordinate at a time."""
-    x = np.array(x, dtype=float)
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        step = np.zeros_like(x)
-        step[i] = eps
-        grad[i] = (f(x + step) - f(x - step)) / (2 * eps)
-    return grad
-
-
 def _assert_gradients(f, args, rtol=1e-5, atol=1e-7):
     """autograd's gradient of the scalar f w.r.t. each argument equals central finite differences."""
     for i in range(len(args)):
         def partial(x, i=i):
             return f(*args[:i], x, *args[i + 1:])
 
-        np.testing.assert_allclose(autograd.grad(partial)(args[i]), _finite_difference(partial, args[i]),
+        np.testing.assert_allclose(autograd.grad(partial)(args[i]), finite_difference(partial, args[i]),
                                    rtol=rtol, atol=atol, err_msg=f"argument {i}")
 
 
@@ -380,7 +370,7 @@ def test_studentt_draws_refuse_a_gradient_in_df():
     with pytest.raises(NotImplementedError, match="df"):
         autograd.grad(lambda df: anp.sum(StudentT(df).sample(np.random.default_rng(0), (3,))))(np.array(4.0))
     g = autograd.grad(lambda df: anp.sum(StudentT(df).log_prob(np.array([0.5, 3.0]))))(4.0)  # the density has one
-    assert g == pytest.approx(_finite_difference(lambda df: StudentT(df).log_prob(np.array([0.5, 3.0])).sum(), 4.0))
+    assert g == pytest.approx(finite_difference(lambda df: StudentT(df).log_prob(np.array([0.5, 3.0])).sum(), 4.0))
 
 
 def test_families_without_reparameterization_say_so():

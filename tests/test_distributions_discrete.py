@@ -10,6 +10,7 @@ from hypothesis.extra import numpy as hnp
 
 from ppl.distributions.discrete import Bernoulli, Binomial, Categorical, Poisson
 from ppl.errors import NoClosedFormError
+from ppl.testing import finite_difference
 
 SETTINGS = settings(max_examples=30, deadline=None)
 batch_shapes = hnp.array_shapes(min_dims=0, max_dims=2, min_side=1, max_side=3)
@@ -21,16 +22,6 @@ def _array(draw, shape, low, high):
 
 def _sigmoid(x):
     return 1 / (1 + np.exp(-x))
-
-
-def _finite_difference(f, x, eps=1e-6):
-    x = np.asarray(x, float)
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        step = np.zeros_like(x)
-        step[i] = eps
-        grad[i] = (f(x + step) - f(x - step)) / (2 * eps)
-    return grad
 
 
 # ---------------------------------------------------------------- against scipy.stats
@@ -206,7 +197,7 @@ def test_probs_and_logits_agree():
         "H-categorical", "H-binomial-probs", "H-binomial-logits", "H-poisson"])
 def test_gradients_against_finite_differences(family, x0):
     f = lambda x: anp.sum(family(x))  # noqa: E731
-    assert np.allclose(autograd.grad(f)(x0), _finite_difference(f, x0), rtol=1e-5, atol=1e-8)
+    assert np.allclose(autograd.grad(f)(x0), finite_difference(f, x0), rtol=1e-5, atol=1e-8)
 
 
 # ---------------------------------------------------------------- validation

@@ -145,3 +145,9 @@ def test_distributions_strategy_covers_every_family_against_scipy(distribution, 
     assert set(SCIPY_TWIN) == set(testing.FAMILY_PARAMS)
     values = distribution.sample(np.random.default_rng(seed), (5,))
     testing.check_log_prob(distribution, SCIPY_TWIN[type(distribution).__name__](distribution), values, rtol=1e-6)
+
+
+def test_finite_difference_matches_a_closed_form_gradient():
+    x = np.array([[0.5, -1.2], [2.0, 0.3]])
+    np.testing.assert_allclose(testing.finite_difference(lambda v: np.sum(v**3), x), 3 * x**2, rtol=1e-8)
+    assert float(testing.finite_difference(np.sin, 0.7)) == pytest.approx(np.cos(0.7), rel=1e-9)
