@@ -15,6 +15,7 @@ import numpy as np
 
 from ..autodiff import value_and_grads
 from ..core import fold_in
+from ..distributions import constraints
 from ..distributions.transforms import biject_to
 from ..errors import CheckpointError, NonFiniteError
 from ..files import atomic_write
@@ -163,7 +164,7 @@ class SVI:
         loss = float(loss)
         for view, g in zip(state._grad_views, grads):
             view[...] = g
-        if not (math.isfinite(loss) and _all_finite(state.grad)):
+        if not (math.isfinite(loss) and constraints.real.holds(state.grad)):  # one dot product, not isfinite
             raise self._non_finite(state, loss, grads, args, kwargs)
         # the new parameters go to the spare buffer, and the old ones stay as ``previous``: no copy
         new = np.empty_like(state.flat.buffer) if state.previous is None else state.previous
@@ -209,12 +210,6 @@ class SVI:
             err.state.flat.buffer[...] = state.previous
             err.state.step -= 1
         return err
-
-
-def _all_finite(x):
-    """Whether every entry of the 1-D ``x`` is finite: one dot product (inf and nan propagate through
-    it), and the elementwise test only when the dot is not finite, which may also be an overflow."""
-    return math.isfinite(float(np.dot(x, x))) or bool(np.all(np.isfinite(x)))
 
 
 def _first_non_finite(traces):
