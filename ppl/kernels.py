@@ -377,6 +377,27 @@ def broadcast_view(a, shape):
 defvjp(sum, _sum_vjp)
 
 
+@primitive
+def add_n(*terms, signs):
+    """sum_i signs[i] * terms[i], broadcast: the ELBO's log-density terms added in one node.
+
+    A chain of ``+`` puts one node per term on the tape, each paying autograd's broadcasting
+    bookkeeping on the way back. Gradient: d/dterms[i] = signs[i] g, summed back to the term's shape.
+    """
+    total = terms[0] if signs[0] == 1.0 else signs[0] * terms[0]
+    for sign, term in zip(signs[1:], terms[1:]):
+        total = total + term if sign == 1.0 else total + sign * term
+    return total
+
+
+def _add_n_vjp(argnums, ans, args, kwargs):
+    signs = kwargs["signs"]
+    return lambda g: [_unbroadcast_to(g if signs[i] == 1.0 else signs[i] * g, args[i]) for i in argnums]
+
+
+defvjp_argnums(add_n, _add_n_vjp)
+
+
 # The public names take the fast path when nothing is differentiated.
 normal_log_prob = fast_path(normal_log_prob)
 normal_rsample = fast_path(normal_rsample)
@@ -387,3 +408,4 @@ elu = fast_path(elu)
 softplus = fast_path(softplus)
 sigmoid = fast_path(sigmoid)
 sum = fast_path(sum)
+add_n = fast_path(add_n)

@@ -67,6 +67,10 @@ CASES = {
                              lambda r: (r.normal(size=(3, 1, 2)),)),
     "rsample": (kernels.normal_rsample, lambda m, s, e: m + s * e,
                 lambda r: (r.normal(size=(3,)), r.uniform(0.5, 2, size=(2, 1)), r.normal(size=(2, 3)))),
+    "add_n_signed": (lambda a, b, c: kernels.add_n(a, b, c, signs=(1.0, -1.0, 2.5)),
+                     lambda a, b, c: a - b + 2.5 * c,
+                     lambda r: (r.normal(size=()), r.normal(size=(3,)), r.normal(size=(2, 1)))),
+    "add_n_one_term": (lambda a: kernels.add_n(a, signs=(-1.0,)), lambda a: -a, lambda r: (r.normal(size=(2,)),)),
     "rsample_scalars": (kernels.normal_rsample, lambda m, s, e: m + s * e,
                         lambda r: (0.4, np.array(1.5), r.normal(size=(4, 2)))),
 }

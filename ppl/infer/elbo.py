@@ -164,15 +164,15 @@ class Trace_ELBO:
         return anp.stack(terms)
 
     def _score(self, guide_trace, model_trace, reduce):
-        elbo = _model_log_prob(model_trace, reduce)
+        terms = _model_terms(model_trace, reduce)
         for site in guide_trace.values():
             if not site.is_latent:
                 continue
             if self.entropy == "mc" or isinstance(site.fn, Delta):
-                elbo = elbo - reduce(site_log_prob(site))
+                terms.append((-1.0, reduce(site_log_prob(site))))
             else:
-                elbo = elbo + reduce(self._entropy(site))
-        return elbo
+                terms.append((1.0, reduce(self._entropy(site))))
+        return _total(terms)
 
     def _entropy(self, site):
         """The guide site's closed-form entropy, weighted like its log-density."""
@@ -193,7 +193,7 @@ class TraceMeanField_ELBO(Trace_ELBO):
     """
 
     def _score(self, guide_trace, model_trace, reduce):
-        elbo, analytic = 0.0, set()
+        terms, analytic = [], set()
         for name, q_site in guide_trace.items():
             p_site = model_trace.get(name)
             if not q_site.is_latent or p_site is None or not p_site.is_latent or isinstance(q_site.fn, Delta):
@@ -202,33 +202,35 @@ class TraceMeanField_ELBO(Trace_ELBO):
                 kl = kl_divergence(q_site.fn, p_site.fn)
             except NoClosedFormError:
                 continue
-            elbo = elbo - reduce(_weigh(p_site, kl))
+            terms.append((-1.0, reduce(_weigh(p_site, kl))))
             analytic.add(name)
         for site in model_trace.values():
             if site.name not in analytic and _scored(site):
-                elbo = elbo + reduce(site_log_prob(site))
+                terms.append((1.0, reduce(site_log_prob(site))))
         for site in guide_trace.values():
             if site.is_latent and site.name not in analytic:
-                elbo = elbo - reduce(site_log_prob(site))
-        return elbo
+                terms.append((-1.0, reduce(site_log_prob(site))))
+        return _total(terms)
 
 
 def _scored(site):
     return (site.type == "sample" and not site.intervened) or site.type == "factor"
 
 
-def _model_log_prob(model_trace, reduce):
-    return _total(reduce(site_log_prob(site)) for site in model_trace.values() if _scored(site))
+def _model_terms(model_trace, reduce):
+    """``(+1, reduced log-density)`` for each scored site of the model."""
+    return [(1.0, reduce(site_log_prob(site))) for site in model_trace.values() if _scored(site)]
 
 
 def _log_weight(guide_trace, model_trace, reduce):
-    log_q = _total(reduce(site_log_prob(site)) for site in guide_trace.values() if site.is_latent)
-    return _model_log_prob(model_trace, reduce) - log_q
+    terms = _model_terms(model_trace, reduce)
+    terms += [(-1.0, reduce(site_log_prob(site))) for site in guide_trace.values() if site.is_latent]
+    return _total(terms)
 
 
 def _total(terms):
-    """The sum of the terms, starting from the first (0.0 + x would put one more node on the tape)."""
-    total = None
-    for term in terms:
-        total = term if total is None else total + term
-    return 0.0 if total is None else total
+    """sum of sign * term over ``(sign, term)`` pairs, as one node on the tape (``kernels.add_n``)."""
+    if not terms:
+        return 0.0
+    signs, values = zip(*terms)
+    return kernels.add_n(*values, signs=signs)
