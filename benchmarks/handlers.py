@@ -2,11 +2,13 @@
 
 Each row runs the same work twice in this process, through ppl and written
 by hand with a dict and NumPy, and prints both medians and their ratio.
+The last lines time ``import ppl`` and ``import ppl.infer`` in fresh interpreters.
 
     python benchmarks/handlers.py [--sites 100] [--repeats 200]
 """
 import argparse
 import platform
+import subprocess
 import sys
 import timeit
 
@@ -49,6 +51,14 @@ def hand_log_joint(values, names):
     return total
 
 
+def import_seconds(module, repeats=5):
+    """Median wall time of ``import module`` in fresh interpreters (the interpreter's own start not counted)."""
+    code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+    runs = [float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+            for _ in range(repeats)]
+    return float(np.median(runs))
+
+
 def median_us(fn, repeats, number=5):
     times = timeit.repeat(fn, repeat=repeats, number=number)
     return 1e6 * float(np.median(times)) / number
@@ -86,6 +96,8 @@ def main(argv=None):
     for label, ours, theirs in rows:
         a, b = median_us(ours, args.repeats) / n, median_us(theirs, args.repeats) / n
         print(f"{label:28s}{a:14.2f}{b:18.2f}{a / b:8.1f}")
+    for module in ("ppl", "ppl.infer"):
+        print(f"# import {module}: {import_seconds(module):.3f} s (median of 5 fresh interpreters)")
     _ = anp  # autograd.numpy is what the hand-written gradient runs on
 
 

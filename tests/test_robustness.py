@@ -137,3 +137,14 @@ def test_threads_fitting_different_models_match_sequential_runs():
     [t.join() for t in threads]
     for s, p in zip(sequential, parallel):
         assert np.array_equal(s.losses, p.losses)
+
+
+def test_importing_ppl_and_its_engines_loads_no_plotting_progress_bar_or_scipy_stats():
+    """matplotlib, tqdm and scipy.stats (about a second of imports together) load only when used."""
+    import subprocess
+    import sys
+
+    code = ("import sys, ppl, ppl.infer, ppl.optim, ppl.nn; "
+            "print(sorted(m for m in ('matplotlib', 'tqdm', 'scipy.stats', 'scipy.special') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -32,5 +32,6 @@ def logsumexp(x, axis=None, keepdims=False):
     """log sum exp(x), stable: the maximum (held constant for the gradient, which is softmax) is factored out."""
     top = np.max(getval(x), axis=axis, keepdims=True)
     top = np.where(np.isfinite(top), top, 0.0)
-    out = anp.log(anp.sum(anp.exp(x - top), axis=axis, keepdims=True)) + top
+    with np.errstate(divide="ignore"):  # all terms -inf: the answer is -inf, as in scipy, without a warning
+        out = anp.log(anp.sum(anp.exp(x - top), axis=axis, keepdims=True)) + top
     return out if keepdims else anp.squeeze(out, axis=axis) if axis is not None else anp.reshape(out, ())

@@ -12,10 +12,9 @@
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.special import logsumexp
-from scipy.stats import chisquare
 
 from ..core import fold_in
+from ..distributions.special import logsumexp
 from .elbo import _log_weight, is_aux, max_batch_ndim, particle_reducer, run_guide_and_model
 from .predictive import Predictive
 
@@ -161,6 +160,8 @@ def sbc(model, infer_fn, *args, num_simulations=100, num_posterior_samples=99, s
                                  f"expected {num_posterior_samples}")
             ranks[name].append(np.sum(sample < prior[name][i], axis=0).ravel())
     ranks = {name: np.stack(r) for name, r in ranks.items()}
+    from scipy.stats import chisquare  # imported on use: scipy.stats alone takes about a second to import
+
     p_values = {}
     for name, r in ranks.items():
         counts = np.histogram(r.ravel(), bins=bins, range=(0, num_posterior_samples + 1))[0]

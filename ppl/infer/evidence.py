@@ -7,9 +7,9 @@ particles are drawn in vectorized chunks, combined with a running
 log-sum-exp, so memory stays bounded for K = 5000 on MNIST-sized data.
 """
 import numpy as np
-from scipy.special import logsumexp
 
 from ..core import fold_in, site_log_prob
+from ..distributions.special import logsumexp
 from .elbo import max_batch_ndim, run_guide_and_model
 
 
