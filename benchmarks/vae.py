@@ -7,10 +7,11 @@
    per-array Adam (the kernels' gain is 3 / 2);
 4. matmul floor: the forward and backward matrix products alone, for the same shapes.
 
-    python benchmarks/vae.py [--batch-sizes 64 1024] [--repeats 30] [--quality [--epochs 5]]
+    python benchmarks/vae.py [--batch-sizes 64 1024] [--repeats 30] [--quality [--epochs 5] [--noise-seeds 2]]
 
 ``--quality`` then trains ppl's VAE and the plain autograd one for five epochs on the same minibatches
-(needs MNIST, see ``ppl.datasets``) and prints both training losses per epoch and both test -ELBOs.
+(needs MNIST, see ``ppl.datasets``) and prints both training losses per epoch and both test -ELBOs;
+``--noise-seeds K`` adds K plain runs with other seeds, to show how far correct runs differ by chance.
 """
 import argparse
 import os
@@ -46,8 +47,8 @@ def ppl_step(x):
     return lambda: svi.update(state, x, num_data=NUM_DATA, indices=indices)
 
 
-def initial_weights():
-    rng = np.random.default_rng(0)
+def initial_weights(seed=0):
+    rng = np.random.default_rng(seed)
     return {"encoder": nn.init(rng, [784, 200, 200, 2 * ZDIM], F32), "decoder": nn.init(rng, [ZDIM, 200, 200, 784], F32)}
 
 
@@ -150,31 +151,39 @@ def matmul_floor(x):
     return step
 
 
-def quality(epochs, batch_size, limit=None):
-    """Train ppl's VAE and the plain autograd one on the same minibatches; their losses should agree."""
+def quality(epochs, batch_size, limit=None, noise_seeds=0):
+    """Train ppl's VAE and the plain autograd one on the same minibatches; their losses should agree.
+
+    ``noise_seeds`` more plain runs, each with its own initial weights and noise, show how far two
+    correct trainings differ by chance (the "within noise" of the comparison).
+    """
     from ppl.datasets import load_mnist
 
     x_train, x_test = load_mnist("train")[0][:limit], load_mnist("test")[0]
     num_data = len(x_train)
     svi = SVI(vae_mnist.vae_model, vae_mnist.vae_guide, Adam(1e-3), Trace_ELBO(entropy="analytic"))
     state = svi.init(0, x_train[:batch_size], num_data=num_data)
-    weights, rng = initial_weights(), np.random.default_rng(1)
-    plain_update = plain_trainer(weights)
+    plain = [(initial_weights(seed), np.random.default_rng(seed + 1)) for seed in range(noise_seeds + 1)]
+    updates = [plain_trainer(weights) for weights, _ in plain]
+    labels = ["ppl", "plain"] + [f"plain s{seed}" for seed in range(1, noise_seeds + 1)]
     print(f"# quality: {epochs} epochs, batch {batch_size}, {num_data} training images; mean training loss"
           " and test -ELBO in nats per image (one draw of z per image)")
-    print(f"{'epoch':>6s}{'ppl':>10s}{'plain':>10s}")
+    print(f"{'epoch':>6s}" + "".join(f"{label:>10s}" for label in labels))
     for epoch in range(epochs):
         steps = vae_mnist.batches(num_data, batch_size, epoch, 0)
-        ppl_losses, plain_losses = np.empty(len(steps)), np.empty(len(steps))
+        losses = np.empty((len(labels), len(steps)))
         for i, idx in enumerate(steps):
-            state, ppl_losses[i] = svi.update(state, x_train[idx], num_data=num_data, indices=idx)
-            eps = rng.standard_normal((batch_size, ZDIM), dtype=F32)
-            plain_losses[i] = plain_update(x_train[idx], eps) * num_data / NUM_DATA  # its scale is NUM_DATA
-        print(f"{epoch + 1:6d}{ppl_losses.mean() / num_data:10.3f}{plain_losses.mean() / num_data:10.3f}", flush=True)
-    ppl_test = vae_mnist.test_elbo(svi, state, x_test, ZDIM, 0)
-    plain_test = float(plain_objective(weights, x_test, rng.standard_normal((len(x_test), ZDIM), dtype=F32))) / NUM_DATA
-    print(f"{'test':>6s}{ppl_test:10.3f}{plain_test:10.3f}")
-    return ppl_test, plain_test
+            state, losses[0, i] = svi.update(state, x_train[idx], num_data=num_data, indices=idx)
+            for j, (update, (_, rng)) in enumerate(zip(updates, plain)):
+                eps = rng.standard_normal((batch_size, ZDIM), dtype=F32)
+                losses[j + 1, i] = update(x_train[idx], eps) * num_data / NUM_DATA  # its scale is NUM_DATA
+        print(f"{epoch + 1:6d}" + "".join(f"{m / num_data:10.3f}" for m in losses.mean(axis=1)), flush=True)
+    tests = [vae_mnist.test_elbo(svi, state, x_test, ZDIM, 0)]
+    for weights, rng in plain:
+        eps = rng.standard_normal((len(x_test), ZDIM), dtype=F32)
+        tests.append(float(plain_objective(weights, x_test, eps)) / NUM_DATA)
+    print(f"{'test':>6s}" + "".join(f"{t:10.3f}" for t in tests))
+    return tests
 
 
 def measure(makers, x, repeats):
@@ -206,6 +215,8 @@ def main(argv=None):
     parser.add_argument("--quality", action="store_true", help="also train both for --epochs on MNIST and compare")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--limit", type=int, default=None, help="first N training images (quality check)")
+    parser.add_argument("--noise-seeds", type=int, default=0,
+                        help="quality check: this many more plain runs with other seeds, for the noise between runs")
     args = parser.parse_args(argv)
     print("# python benchmarks/vae.py " + " ".join(argv if argv is not None else sys.argv[1:]))
     print(f"# {platform.machine()}, {os.cpu_count()} cores, CPython {platform.python_version()}, numpy {np.__version__};"
@@ -224,7 +235,7 @@ def main(argv=None):
               f"plain autograd / same kernels = {results['plain autograd'] / results['same kernels']:.2f}, "
               f"ppl / matmul floor = {results['ppl SVI'] / results['matmul floor']:.2f}")
     if args.quality:
-        quality(args.epochs, 64, args.limit)
+        quality(args.epochs, 64, args.limit, args.noise_seeds)
 
 
 if __name__ == "__main__":
