@@ -235,7 +235,7 @@ def main(argv=None):
               f"plain autograd / same kernels = {results['plain autograd'] / results['same kernels']:.2f}, "
               f"ppl / matmul floor = {results['ppl SVI'] / results['matmul floor']:.2f}")
     if args.quality:
-        quality(args.epochs, 64, args.limit, args.noise_seeds)
+        return quality(args.epochs, 64, args.limit, args.noise_seeds)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import ppl
-from ppl import kernels, nn
+from ppl import datasets, kernels, nn
 
 BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
 
@@ -91,3 +91,18 @@ def test_vae_benchmark_prints_four_columns_and_their_ratios(capsys):
         assert images_per_s == pytest.approx(8 / ms * 1e3, rel=0.01, abs=1)
     ratio = float(re.search(r"ppl / same kernels = ([\d.]+)", lines[7]).group(1))
     assert ratio == pytest.approx(columns["ppl SVI"][0] / columns["same kernels"][0], abs=0.006)
+
+
+@pytest.mark.skipif(not all(datasets._find(stem, datasets.search_dirs()) for pair in datasets.FILES.values()
+                            for stem in pair), reason="the MNIST IDX files are not in $PPL_DATA_DIR/mnist")
+def test_vae_quality_check_trains_every_column_on_the_same_scale(capsys):
+    tests = load("vae").main(["--batch-sizes", "8", "--repeats", "1", "--quality", "--epochs", "1", "--limit", "256",
+                              "--noise-seeds", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-3].split() == ["epoch", "ppl", "plain", "plain", "s1"]
+    train, test = numbers(lines[-2])[1:], numbers(lines[-1])
+    assert len(train) == len(test) == 3
+    # 4 steps of 64 from random weights: every column is still near its start (784 log 2 = 543 nats at p = 1/2);
+    # a loss on the wrong scale (per batch, or over the data set) would be off by 64x or more
+    for value in train + test:
+        assert 450 < value < 560
