@@ -44,13 +44,7 @@ class Flat:
 
         Writing into ``buffer`` (e.g. an optimizer step) changes the arrays of the returned dict.
         """
-        out = {}
-        for path, view in zip(self.paths, self.views(buffer)):
-            node = out
-            for key in path[:-1]:
-                node = node.setdefault(key, {})
-            node[path[-1]] = view
-        return out
+        return nest(self.paths, self.views(buffer))
 
     def ravel_like(self, params):
         """Pack a nested dict of this structure (e.g. gradients) into a new flat vector of ``buffer``'s dtype."""
@@ -78,6 +72,17 @@ class Flat:
             raise ValueError(f"buffer must be a flat vector of length {self.size} for this layout, "
                              f"got shape {np.shape(buffer)}")
         return buffer
+
+
+def nest(paths, leaves):
+    """The nested dict with ``leaves[i]`` at the key path ``paths[i]`` (the inverse of ``_leaves``)."""
+    out = {}
+    for path, leaf in zip(paths, leaves):
+        node = out
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = leaf
+    return out
 
 
 def _name(path):

@@ -19,7 +19,7 @@ from ..distributions import constraints
 from ..distributions.transforms import biject_to
 from ..errors import CheckpointError, NonFiniteError
 from ..files import atomic_write
-from ..optim import Adam, ravel
+from ..optim import Adam, nest, ravel
 from .autoguide import AutoDelta, AutoMultivariateNormal, AutoNormal, inverse_softplus
 from .elbo import Trace_ELBO, run_guide_and_model
 
@@ -35,7 +35,7 @@ class SVIState:
         self.flat, self.optim_state, self.step, self.rng_seed = flat, optim_state, step, rng_seed
         self.constraints = constraints
         self.grad = np.zeros_like(flat.buffer)
-        self._grad_views = _views_of(flat, self.grad)
+        self._grad_views = flat.views(self.grad)
         self.previous = None  # the parameters before the last step, whose loss was finite
 
     def copy(self):
@@ -74,20 +74,6 @@ def save_npz_atomic(path, arrays):
     """``np.savez`` through ``atomic_write``: a crash mid-write leaves the old file (or none), never half a file."""
     with atomic_write(path, suffix=".npz.tmp") as f:
         np.savez(f, **arrays)
-
-
-def _views_of(flat, buffer):
-    return [buffer[o:o + int(np.prod(s, dtype=int))].reshape(s) for o, s in zip(flat.offsets, flat.shapes)]
-
-
-def _nest(paths, leaves):
-    out = {}
-    for path, leaf in zip(paths, leaves):
-        node = out
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = leaf
-    return out
 
 
 @dataclass
@@ -138,14 +124,14 @@ class SVI:
 
     def get_params(self, state):
         """The current parameters, constrained (copies, safe to keep)."""
-        return _constrain(_nest(state.flat.paths, [v.copy() for v in state.flat.views()]), state.constraints)
+        return _constrain(nest(state.flat.paths, [v.copy() for v in state.flat.views()]), state.constraints)
 
     def loss_and_grads(self, state, *args, **kwargs):
         """The loss at this step's seed and its gradient w.r.t. each leaf of the flat buffer."""
         step_seed = fold_in(state.rng_seed, state.step)
 
         def objective(*leaves):
-            params = _constrain(_nest(state.flat.paths, leaves), state.constraints)
+            params = _constrain(nest(state.flat.paths, leaves), state.constraints)
             return self.loss.loss(step_seed, params, self.model, self.guide, *args, **kwargs)
 
         return value_and_grads(objective, state.flat.views())
