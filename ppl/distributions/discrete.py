@@ -9,18 +9,14 @@ sums over the support (Binomial, Poisson).
 """
 import autograd.numpy as np
 import numpy as onp
-from .special import expit, gammaln, logsumexp
 from autograd.tracer import getval
 
 from ..errors import NoClosedFormError
-from ..kernels import bernoulli_logits_log_prob
+from ..kernels import LOG_SQRT_2PI, bernoulli_logits_log_prob, softplus
 from . import constraints
+from .special import expit, gammaln, logsumexp
 from .distribution import (Distribution, broadcast_shapes, broadcast_to, dtype_of, full_batch, promote_shapes,
                            where)
-
-
-def softplus(x):
-    return np.logaddexp(0.0, x)
 
 
 def _logit(probs):
@@ -281,9 +277,6 @@ def _binomial_log_pmf(k, n, p, q):
     return where((k >= 0) & (k <= n), lp, -np.inf)
 
 
-_HALF_LOG_2PI = 0.5 * float(onp.log(2 * onp.pi))  # a Python float, so float32 stays float32
-
-
 def _stirling_error(x):
     """s(x) = log x! - [(x + 1/2) log x - x + 1/2 log(2 pi)], for x >= 1.
 
@@ -292,7 +285,7 @@ def _stirling_error(x):
     """
     small = x < 15
     xs, xl = where(small, x, 1.0), where(small, 15.0, x)
-    direct = gammaln(xs + 1) - (xs + 0.5) * np.log(xs) + xs - _HALF_LOG_2PI
+    direct = gammaln(xs + 1) - (xs + 0.5) * np.log(xs) + xs - LOG_SQRT_2PI
     inv, inv2 = 1 / xl, 1 / xl**2
     series = inv * (1 / 12 - inv2 * (1 / 360 - inv2 * (1 / 1260 - inv2 * (1 / 1680 - inv2 / 1188))))
     return where(small, direct, series)

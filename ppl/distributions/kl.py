@@ -6,13 +6,13 @@ reinterpreted axes and ``Expanded`` ones broadcast. A pair with no formula
 raises ``NoClosedFormError`` naming both families.
 """
 import autograd.numpy as np
-from .special import betaln, digamma, gammaln
 
 from ..errors import NoClosedFormError
 from .continuous import Beta, Exponential, Gamma, Normal
 from .discrete import Bernoulli, Categorical, Poisson
 from .distribution import Expanded, Independent, broadcast_shapes, broadcast_to, where
 from .multivariate import Dirichlet, MultivariateNormal, MultivariateNormalDiag
+from .special import betaln, digamma, gammaln
 
 _KL = {}
 

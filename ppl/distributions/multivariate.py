@@ -1,16 +1,15 @@
 """Multivariate families: MultivariateNormal, MultivariateNormalDiag, Dirichlet."""
 import autograd.numpy as np
 import numpy as onp
-from .special import solve_triangular
-from .special import digamma, gammaln
 from autograd.tracer import getval
 
-from . import constraints
 from .. import kernels
 from ..kernels import normal_log_prob, normal_rsample
+from . import constraints
 from .continuous import LOG_SQRT_2PI, _noise
 from .distribution import (Distribution, broadcast_shapes, broadcast_to, dtype_of, full_batch, promote_shapes,
                            where)
+from .special import digamma, gammaln, solve_triangular
 
 
 def _batch_mv(matrix, vector):

@@ -14,10 +14,11 @@ import math
 
 import autograd.numpy as np
 import numpy as onp
-from .special import expit
 from autograd.tracer import getval
 
+from ..kernels import softplus
 from . import constraints
+from .special import expit
 from .distribution import _IndependentConstraint
 
 __all__ = [
@@ -25,11 +26,6 @@ __all__ = [
     "AffineTransform", "ComposeTransform", "StickBreakingTransform", "LowerCholeskyTransform",
     "biject_to", "register_bijection",
 ]
-
-
-def softplus(x):
-    """log(1 + e^x) without overflow."""
-    return np.logaddexp(0.0, x)
 
 
 def _float_dtype(x):
