@@ -209,9 +209,6 @@ class Binomial(_ProbsOrLogits, Distribution):
     def log_prob(self, value):
         if self.validate_args:
             self._validate_sample(value)
-        return self._log_prob(value)
-
-    def _log_prob(self, value):
         n = self.total_count
         k = np.clip(value, 0, n)
         log_comb = gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
@@ -352,9 +349,6 @@ class Poisson(Distribution):
     def log_prob(self, value):
         if self.validate_args:
             self._validate_sample(value)
-        return self._log_prob(value)
-
-    def _log_prob(self, value):
         inside = (value >= 0) & (value == np.floor(value))
         k = where(inside, value, 0.0)
         lp = _xlogy(k, self.rate) - self.rate - gammaln(k + 1)
@@ -386,7 +380,7 @@ class Poisson(Distribution):
         r = onp.asarray(getval(small_rate), dtype=float)
         k = _window(onp.zeros(self.batch_shape), r + 20 * onp.sqrt(r) + 30, self.batch_shape, "Poisson",
                     dtype_of(rate))
-        exact = _entropy_from_log_probs(Poisson(small_rate, validate_args=False)._log_prob(k))
+        exact = _entropy_from_log_probs(Poisson(small_rate, validate_args=False).log_prob(k))
         series = (0.5 * np.log(2 * onp.pi * onp.e * large_rate) - 1 / (12 * large_rate)
                   - 1 / (24 * large_rate**2) - 19 / (360 * large_rate**3))
         return broadcast_to(where(small, exact, series), self.batch_shape)

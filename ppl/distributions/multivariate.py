@@ -6,7 +6,7 @@ from autograd.tracer import getval
 from .. import kernels
 from ..kernels import normal_log_prob, normal_rsample
 from . import constraints
-from .continuous import LOG_SQRT_2PI, _noise
+from .continuous import LOG_SQRT_2PI, _at_least_tiny, _noise
 from .distribution import (Distribution, broadcast_shapes, broadcast_to, dtype_of, full_batch, promote_shapes,
                            where)
 from .special import digamma, gammaln, solve_triangular
@@ -195,8 +195,8 @@ class Dirichlet(Distribution):
         shape = tuple(sample_shape) + self.batch_shape + self.event_shape
         dtype = dtype_of(self.concentration)
         gammas = rng.standard_gamma(onp.broadcast_to(getval(self.concentration), shape), shape)
-        gammas = onp.maximum(gammas, onp.finfo(float).tiny)  # small concentrations underflow; keep x_i > 0
-        return onp.maximum(gammas / gammas.sum(-1, keepdims=True), onp.finfo(dtype).tiny).astype(dtype)
+        gammas = _at_least_tiny(gammas)  # small concentrations underflow; keep x_i > 0
+        return _at_least_tiny((gammas / gammas.sum(-1, keepdims=True)).astype(dtype))
 
     def log_prob(self, value):
         _check_event("Dirichlet", value, self.event_shape)
