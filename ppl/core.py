@@ -157,29 +157,33 @@ def apply_stack(site, stack=None):
 
 
 def _default(site):
-    if site.type == "plate" and site.args[2] is not None:  # the caller's minibatch: nothing to draw
-        site.value = site.args[2]
-        return
-    rng = site.rng
-    if rng is None:
-        rng = _GLOBAL_RNG[0]
-    elif callable(rng):  # a seed's keying function: only a site that draws pays for its generator
-        rng = site.rng = rng(site.name)
-    if site.type == "sample":
-        site.value = site.fn.sample(rng)
+    if site.type == "sample":  # the common unseeded draw skips the call (a tenth of a microsecond a site)
+        site.value = site.fn.sample(_GLOBAL_RNG[0] if site.rng is None else _site_rng(site))
     elif site.type == "param":
         init = site.args[0]
-        site.value = init(rng) if callable(init) else init
+        site.value = init(_site_rng(site)) if callable(init) else init
     elif site.type == "plate":
-        site.value = _plate_indices(rng, *site.args)
+        site.value = _plate_indices(lambda: _site_rng(site), *site.args)
 
 
-def _plate_indices(rng, size, subsample_size, subsample=None):
-    if subsample is not None:  # the caller's minibatch
+def _site_rng(site):
+    """The site's generator, else the global one; a seed's keying function is called here, so only a
+    site that draws pays for its generator."""
+    rng = site.rng
+    if rng is None:
+        return _GLOBAL_RNG[0]
+    if callable(rng):
+        rng = site.rng = rng(site.name)
+    return rng
+
+
+def _plate_indices(get_rng, size, subsample_size, subsample=None):
+    """The caller's minibatch, all the indices, or a random subset: only the last needs ``get_rng()``."""
+    if subsample is not None:
         return subsample
     if subsample_size == size:
         return np.arange(size)
-    return rng.choice(size, subsample_size, replace=False)
+    return get_rng().choice(size, subsample_size, replace=False)
 
 
 # ---------------------------------------------------------------- primitives
@@ -314,7 +318,7 @@ class plate(Handler):
                 raise ShapeError(f"plate {self.name!r}: subsample indices have shape {indices.shape}, "
                                  f"expected ({self.subsample_size},)", self.name)
         else:
-            indices = _plate_indices(_GLOBAL_RNG[0], self.size, self.subsample_size, self.subsample)
+            indices = _plate_indices(global_rng, self.size, self.subsample_size, self.subsample)
         super().__enter__()
         return indices
 
