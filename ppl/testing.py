@@ -256,7 +256,6 @@ def check_log_prob(distribution, scipy_distribution, values, rtol=1e-7, atol=1e-
                              f"against {np.ravel(expected)[worst]}")
 
 
-
 def finite_difference(f, x, eps=1e-6):
     """The gradient of the scalar function ``f`` at ``x`` by central differences, one coordinate at a
     time: the independent number an autograd gradient is checked against."""
