@@ -151,6 +151,8 @@ def apply_stack(site, stack=None):
             break
     if site.value is None:
         _default(site)
+    elif site.is_observed:
+        fit_observed(site)
     for handler in handlers:
         handler.postprocess(site)
     return site
@@ -158,15 +160,20 @@ def apply_stack(site, stack=None):
 
 def _default(site):
     if site.type == "sample":  # the common unseeded draw skips the call (a tenth of a microsecond a site)
-        site.value = site.fn.sample(_GLOBAL_RNG[0] if site.rng is None else _site_rng(site))
+        try:
+            site.value = site.fn.sample(_GLOBAL_RNG[0] if site.rng is None else site_rng(site))
+        except SiteError as err:
+            if err.site is not None:
+                raise
+            raise type(err)(f"site {site.name!r}: {err}", site.name) from err
     elif site.type == "param":
         init = site.args[0]
-        site.value = init(_site_rng(site)) if callable(init) else init
+        site.value = init(site_rng(site)) if callable(init) else init
     elif site.type == "plate":
-        site.value = _plate_indices(lambda: _site_rng(site), *site.args)
+        site.value = _plate_indices(lambda: site_rng(site), *site.args)
 
 
-def _site_rng(site):
+def site_rng(site):
     """The site's generator, else the global one; a seed's keying function is called here, so only a
     site that draws pays for its generator."""
     rng = site.rng
@@ -235,6 +242,54 @@ def factor(name, log_weight):
         apply_stack(Site(name, "factor", value=log_weight))
 
 
+def fit_observed(site, shared_dims=()):
+    """Score an observed value over its own batch shape, as Pyro and NumPyro do.
+
+    A value whose batch shape is larger than the distribution's (a vector of
+    data under a scalar ``loc``) expands the distribution to the broadcast
+    shape. Only the silent outer product is an error: a broadcast larger than
+    both the value's batch shape and the distribution's, except along a plate
+    that the value does not carry (data shared by every particle or chain).
+    """
+    fn, value = site.fn, site.value
+    shape = getattr(value, "shape", None)
+    if shape is None:
+        shape = np.shape(value)
+    event_dim = len(fn.event_shape)
+    if shape == fn.batch_shape + fn.event_shape or event_dim > len(shape):
+        return  # the common case; a value short of its event axes is the distribution's error to name
+    value_batch = shape[:len(shape) - event_dim]
+    batch = fn.batch_shape
+    try:
+        out = np.broadcast_shapes(value_batch, batch)
+    except ValueError:
+        raise ShapeError(f"site {site.name!r}: the observed value's batch shape {value_batch} does not broadcast "
+                         f"with the distribution's batch shape {batch} ({type(fn).__name__}, event_shape "
+                         f"{fn.event_shape}); {_SHAPE_FIX}", site.name) from None
+    if out == batch:
+        return
+    if out != value_batch and not _shared_along_plates(site, value_batch, out, shared_dims):
+        raise ShapeError(
+            f"site {site.name!r}: the observed value's batch shape {value_batch} and the distribution's batch "
+            f"shape {batch} ({type(fn).__name__}) broadcast to {out}, larger than both: a silent outer "
+            f"product; {_SHAPE_FIX}", site.name)
+    site.fn = fn.expand(out)
+
+
+_SHAPE_FIX = ("reshape the value or the parameters so their axes line up (e.g. y.reshape(-1) against a (N,) "
+              "loc), put the data axis in a plate, or move event axes out of the batch with to_event")
+
+
+def _shared_along_plates(site, value_batch, out, shared_dims):
+    """Whether every axis that the value is broadcast along is a plate's axis that the value lacks."""
+    plate_dims = {p.dim for p in site.plates}.union(shared_dims)
+    for dim in range(-len(out), 0):
+        value_size = value_batch[dim] if -dim <= len(value_batch) else None
+        if out[dim] != (value_size or 1) and (value_size is not None or dim not in plate_dims):
+            return False
+    return True
+
+
 def sum_all(x):
     """``x`` summed to a scalar (scalars pass through: no array call on the common scalar path)."""
     return kernels.sum(x) if getattr(x, "shape", ()) != () else x
@@ -258,7 +313,7 @@ def site_log_prob(site):
         except SiteError:
             raise
         except ValueError as err:  # the distribution's own check: name the site too
-            raise SupportError(f"site {site.name!r}: {err}", site.name) from err
+            raise _shape_or_support_error(site, err) from err
         lp_shape = lp.shape if hasattr(lp, "shape") else ()
         if lp_shape != fn.batch_shape:
             raise ShapeError(
@@ -276,6 +331,22 @@ def site_log_prob(site):
         lp = lp * site.scale
     site.log_prob = lp
     return lp
+
+
+def _shape_or_support_error(site, err):
+    """A ``ValueError`` from ``log_prob`` is a ``ShapeError`` when the value does not broadcast with the
+    distribution (NumPy's own broadcast failure) and a ``SupportError`` otherwise."""
+    fn = site.fn
+    shape = anp.shape(site.value)
+    value_batch = shape[:max(len(shape) - len(fn.event_shape), 0)]
+    try:
+        np.broadcast_shapes(value_batch, fn.batch_shape)
+    except ValueError:
+        return ShapeError(f"site {site.name!r}: value of shape {shape} does not broadcast with the batch shape "
+                          f"{fn.batch_shape} of {type(fn).__name__} ({err})", site.name)
+    if "broadcast" in str(err):
+        return ShapeError(f"site {site.name!r}: {err}", site.name)
+    return SupportError(f"site {site.name!r}: {err}", site.name)
 
 
 class plate(Handler):

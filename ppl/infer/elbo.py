@@ -15,7 +15,7 @@ import warnings
 import autograd.numpy as anp
 
 from .. import kernels
-from ..core import fold_in, plate, site_log_prob, sum_all
+from ..core import Handler, broadcast_to_plate, plate, site_log_prob, site_rng, sum_all
 from ..distributions.delta import Delta
 from ..distributions.distribution import broadcast_to
 from ..distributions.kl import kl_divergence
@@ -27,6 +27,34 @@ PARTICLES = "_particles"
 
 class NotVectorizable(PPLError):
     """The model's log-densities did not broadcast along the particle axis."""
+
+
+# What a model that does not broadcast over a leading axis raises: NumPy's broadcast ValueError, a
+# ShapeError (a SiteError, so a ValueError too), an index or a len() that meets the extra axis.
+NOT_BROADCASTING = (NotVectorizable, ValueError, IndexError, TypeError)
+_LOOPING = {}  # model -> the error that showed it does not broadcast; each is warned about once
+
+
+def vectorized_or_looped(model, vectorized, looped, axis="particles"):
+    """``vectorized()``, or ``looped()`` (with one warning per model) when the model does not broadcast.
+
+    Both give the same numbers; the loop only costs time. If the loop fails
+    too, its error is the model's real problem and propagates as it is.
+    """
+    if model in _LOOPING:
+        return looped()
+    try:
+        return vectorized()
+    except NOT_BROADCASTING as err:
+        result = looped()
+        _LOOPING[model] = err
+        warnings.warn(
+            f"{getattr(model, '__name__', model)!s} does not broadcast over a leading axis of {axis} "
+            f"({type(err).__name__}: {err}); running the {axis} in a Python loop instead, with the same numbers. "
+            "To vectorize, let every site broadcast over extra leading axes: index latents from the right "
+            "(z[..., 0], not z[0]), use np.shape(z)[-1] rather than len(z), and put data axes in a plate or "
+            "to_event.", stacklevel=3)
+        return result
 
 
 def run_guide_and_model(model, guide, params, rng_seed, args, kwargs, num_particles=1, particle_dim=None,
@@ -66,8 +94,35 @@ def check_structure(guide_trace, model_trace):
                                       f"{[n for n, s in model_trace.items() if s.type == 'sample']})")
 
 
+class take_particle(Handler):
+    """Run particle ``k`` alone, with the draws it gets in the vectorized run.
+
+    Each latent is drawn as the particle plate of size ``num_particles`` at
+    batch axis ``dim`` would draw it, and entry ``k`` is kept. So a model that
+    does not broadcast over particles, run in a loop, gives the numbers the
+    vectorized run gives one that does; the price is drawing every particle's
+    noise in each pass, which the loop can afford.
+    """
+
+    def __init__(self, k, num_particles, dim):
+        super().__init__()
+        self.k, self.num_particles, self.dim = k, num_particles, dim
+
+    def process(self, site):
+        if site.type != "sample" or site.value is not None:
+            return
+        fn = broadcast_to_plate(site.fn, self.num_particles, self.dim, PARTICLES, site.name)
+        draws = fn.sample(site_rng(site))
+        site.value = anp.reshape(draws[self.k], site.fn.shape())
+
+
 def max_batch_ndim(*traces):
-    """The most batch axes any sample site has: the particle axis goes left of them all."""
+    """The most batch axes any sample site has: the particle axis goes left of them all.
+
+    An observed value scored over its own, larger batch shape has expanded its
+    site's distribution when it was recorded (``core.fit_observed``), so its
+    axes count here too.
+    """
     return max((len(s.fn.batch_shape) for t in traces for s in t.values() if s.type == "sample"), default=0)
 
 
@@ -114,7 +169,7 @@ class Trace_ELBO:
         if entropy not in ("mc", "analytic"):
             raise ValueError(f"Trace_ELBO: entropy must be 'mc' or 'analytic', got {entropy!r}")
         self.num_particles, self.vectorize, self.entropy = int(num_particles), vectorize, entropy
-        self._plans = {}  # (model, guide) -> max batch ndim, or "loop"
+        self._plans = {}  # (model, guide) -> max batch ndim
 
     def loss(self, rng_seed, params, model, guide, *args, **kwargs):
         """The negative ELBO (a scalar, differentiable w.r.t. ``params`` by autograd)."""
@@ -137,29 +192,29 @@ class Trace_ELBO:
         if n == 1:
             guide_trace, model_trace = run_guide_and_model(model, guide, params, rng_seed, args, kwargs)
             return anp.reshape(score(guide_trace, model_trace, sum_all), (1,))
+        looped = lambda: self._looped(n, rng_seed, params, model, guide, args, kwargs, score)  # noqa: E731
+        if not self.vectorize:
+            return looped()
         key = (model, guide)
-        if self.vectorize and self._plans.get(key) != "loop":
-            try:
-                return self._vectorized(key, n, rng_seed, params, model, guide, args, kwargs, score)
-            except (NotVectorizable, ValueError, IndexError, TypeError) as err:
-                looped = self._looped(n, rng_seed, params, model, guide, args, kwargs, score)
-                self._plans[key] = "loop"  # the loop worked: the model just does not broadcast
-                warnings.warn(f"model does not broadcast over particles ({type(err).__name__}: {err}); "
-                              "using a loop over particles", stacklevel=3)
-                return looped
-        return self._looped(n, rng_seed, params, model, guide, args, kwargs, score)
+        return vectorized_or_looped(
+            model, lambda: self._vectorized(key, n, rng_seed, params, model, guide, args, kwargs, score), looped)
 
-    def _vectorized(self, key, n, rng_seed, params, model, guide, args, kwargs, score):
+    def _batch_ndim(self, key, rng_seed, params, model, guide, args, kwargs):
         if key not in self._plans:
             self._plans[key] = max_batch_ndim(*run_guide_and_model(model, guide, params, rng_seed, args, kwargs))
-        nd = self._plans[key]
+        return self._plans[key]
+
+    def _vectorized(self, key, n, rng_seed, params, model, guide, args, kwargs, score):
+        nd = self._batch_ndim(key, rng_seed, params, model, guide, args, kwargs)
         traces = run_guide_and_model(model, guide, params, rng_seed, args, kwargs, n, -(nd + 1))
         return broadcast_to(score(*traces, particle_reducer(n, nd)), (n,))
 
     def _looped(self, n, rng_seed, params, model, guide, args, kwargs, score):
+        nd = self._batch_ndim((model, guide), rng_seed, params, model, guide, args, kwargs)
         terms = []
         for k in range(n):
-            guide_trace, model_trace = run_guide_and_model(model, guide, params, fold_in(rng_seed, k), args, kwargs)
+            with take_particle(k, n, -(nd + 1)):
+                guide_trace, model_trace = run_guide_and_model(model, guide, params, rng_seed, args, kwargs)
             terms.append(score(guide_trace, model_trace, sum_all))
         return anp.stack(terms)
 

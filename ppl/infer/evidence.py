@@ -10,7 +10,7 @@ import numpy as np
 
 from ..core import fold_in, site_log_prob
 from ..distributions.special import logsumexp
-from .elbo import max_batch_ndim, run_guide_and_model
+from .elbo import max_batch_ndim, run_guide_and_model, take_particle, vectorized_or_looped
 
 
 def log_evidence(model, guide, params, *args, num_samples=1000, rng_seed=0, chunk_size=None, data_plate=None,
@@ -28,24 +28,49 @@ def log_evidence(model, guide, params, *args, num_samples=1000, rng_seed=0, chun
         raise ValueError(f"log_evidence: num_samples must be an int >= 1, got {num_samples!r}")
     plain = run_guide_and_model(model, guide, params, rng_seed, args, kwargs)
     nd = max_batch_ndim(*plain)
-    if chunk_size is None:
+    if data_plate is not None:
+        _check_inside(plain, data_plate)
+
+    size = chunk_size
+    if size is None:
         # The largest array a particle carries: observed values stand in for the model's intermediates.
         biggest = max((max(np.size(s.value), np.size(site_log_prob(s))) for t in plain for s in t.values()
                        if s.type == "sample" and not s.intervened), default=1)
-        chunk_size = int(max(1, min(num_samples, 2e7 // max(biggest, 1))))
-    if data_plate is not None:
-        _check_inside(plain, data_plate)
-    total, constant, done, chunk = None, 0.0, 0, 0
-    while done < num_samples:
-        k = min(chunk_size, num_samples - done)
-        guide_trace, model_trace = run_guide_and_model(model, guide, params, fold_in(rng_seed, chunk), args, kwargs,
-                                                       k, -(nd + 1))
-        log_p, constant = _sum_sites(model_trace, k, nd, data_plate)
-        log_q, _ = _sum_sites(guide_trace, k, nd, data_plate, latent_only=True)
-        part = logsumexp(log_p - log_q, axis=0)  # per data point (or one column)
-        total = part if total is None else np.logaddexp(total, part)
-        done, chunk = done + k, chunk + 1
+        size = int(max(1, min(num_samples, 2e7 // max(biggest, 1))))
+    chunks = [min(size, num_samples - done) for done in range(0, num_samples, size)]
+
+    def vectorized():
+        total, constant = None, 0.0
+        for chunk, k in enumerate(chunks):
+            traces = run_guide_and_model(model, guide, params, fold_in(rng_seed, chunk), args, kwargs, k, -(nd + 1))
+            part, constant = _log_weights(traces, k, nd, data_plate)
+            total = _log_add(total, logsumexp(part, axis=0))  # per data point (or one column)
+        return total, constant
+
+    def looped():  # one particle at a time, with the vectorized run's draws
+        total, constant = None, 0.0
+        for chunk, k in enumerate(chunks):
+            for i in range(k):
+                with take_particle(i, k, -(nd + 1)):
+                    traces = run_guide_and_model(model, guide, params, fold_in(rng_seed, chunk), args, kwargs)
+                part, constant = _log_weights(traces, 1, nd, data_plate)
+                total = _log_add(total, part[0])
+        return total, constant
+
+    total, constant = vectorized_or_looped(model, vectorized, looped, "importance samples")
     return float(np.sum(total - np.log(num_samples)) + constant)
+
+
+def _log_weights(traces, k, nd, data_plate):
+    """``log p(x, z_k) - log q(z_k)``, shape ``(k, N)`` per data point (``(k, 1)`` without a data plate)."""
+    guide_trace, model_trace = traces
+    log_p, constant = _sum_sites(model_trace, k, nd, data_plate)
+    log_q, _ = _sum_sites(guide_trace, k, nd, data_plate, latent_only=True)
+    return log_p - log_q, constant
+
+
+def _log_add(total, part):
+    return part if total is None else np.logaddexp(total, part)
 
 
 def _scored(site):

@@ -4,21 +4,28 @@ The draws are vectorized: all ``num_samples`` runs of the model happen in
 one call inside a plate placed left of every batch axis, with a loop only
 for a model that does not broadcast.
 """
-import contextlib
-import warnings
-
 import numpy as np
 
-from ..core import Handler, fold_in, plate
+from ..core import Handler, fit_observed, fold_in, plate
 from ..handlers import replace, seed, trace
-from .elbo import PARTICLES, is_aux, max_batch_ndim, run_guide_and_model
+from .elbo import PARTICLES, is_aux, max_batch_ndim, run_guide_and_model, take_particle, vectorized_or_looped
 
 
 class _resample_observed(Handler):
-    """Forget the observed values so the model draws replicated data in their place."""
+    """Forget the observed values so the model draws replicated data in their place.
+
+    The draws take the data's shape (an unplated vector of data gives a vector
+    of draws); ``shared_dims`` are the axes of the samples' plate, which is
+    outside this handler and so has not broadcast the site yet.
+    """
+
+    def __init__(self, fn=None, shared_dims=()):
+        super().__init__(fn)
+        self.shared_dims = shared_dims
 
     def process(self, site):
         if site.type == "sample" and site.is_observed:
+            fit_observed(site, self.shared_dims)
             site.value, site.is_observed = None, False
 
 
@@ -58,13 +65,11 @@ class Predictive:
         self.num_samples, self.return_sites, self.vectorize = int(num_samples), return_sites, vectorize
 
     def __call__(self, rng_seed, *args, **kwargs):
-        if self.vectorize:
-            try:
-                return self._vectorized(rng_seed, args, kwargs)
-            except (ValueError, IndexError, TypeError) as err:
-                warnings.warn(f"model does not broadcast over samples ({type(err).__name__}: {err}); looping",
-                              stacklevel=2)
-        return self._looped(rng_seed, args, kwargs)
+        looped = lambda: self._looped(rng_seed, args, kwargs)  # noqa: E731
+        if not self.vectorize:
+            return looped()
+        return vectorized_or_looped(self.model, lambda: self._vectorized(rng_seed, args, kwargs), looped,
+                                    "predictive samples")
 
     def _plain_shapes(self, rng_seed, args, kwargs):
         """One unvectorized run: each site's own shape and the deepest batch."""
@@ -96,7 +101,7 @@ class Predictive:
                                     ).get_trace(*args, **kwargs)
                 values.update({k: s.value for k, s in guide_trace.items()
                                if (s.type == "sample" and not s.is_observed and not is_aux(s)) or s.type == "plate"})
-            model_trace = trace(seed(replace(_resample_observed(self.model), values, strict=False),
+            model_trace = trace(seed(replace(_resample_observed(self.model, (dim,)), values, strict=False),
                                      fold_in(rng_seed, "model"))).get_trace(*args, **kwargs)
         out = {}
         for name, site in model_trace.items():
@@ -109,17 +114,19 @@ class Predictive:
         return out
 
     def _looped(self, rng_seed, args, kwargs):
+        """One sample at a time, with the draws the vectorized run makes (``take_particle``)."""
+        dim = -(self._plain_shapes(rng_seed, args, kwargs)[2] + 1)
         draws = []
         for k in range(self.num_samples):
             values = dict(self.params)
             values.update({name: v[k] for name, v in self.posterior_samples.items()})
-            seed_k = fold_in(rng_seed, k)
-            if self.guide is not None:
-                guide_trace = trace(seed(replace(self.guide, self.params, strict=False), fold_in(seed_k, "guide"))
-                                    ).get_trace(*args, **kwargs)
-                values.update({n: s.value for n, s in guide_trace.items() if s.is_latent and not is_aux(s)})
-            model_trace = trace(seed(replace(_resample_observed(self.model), values, strict=False),
-                                     fold_in(seed_k, "model"))).get_trace(*args, **kwargs)
+            with take_particle(k, self.num_samples, dim):
+                if self.guide is not None:
+                    guide_trace = trace(seed(replace(self.guide, self.params, strict=False),
+                                             fold_in(rng_seed, "guide"))).get_trace(*args, **kwargs)
+                    values.update({n: s.value for n, s in guide_trace.items() if s.is_latent and not is_aux(s)})
+                model_trace = trace(seed(replace(_resample_observed(self.model), values, strict=False),
+                                         fold_in(rng_seed, "model"))).get_trace(*args, **kwargs)
             draws.append({n: np.asarray(s.value) for n, s in model_trace.items() if self._wanted(n, s)})
         return {name: np.stack([d[name] for d in draws]) for name in draws[0]}
 
