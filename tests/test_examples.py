@@ -10,6 +10,7 @@ sys.path.insert(0, EXAMPLES)
 
 import missing_data  # noqa: E402
 import model_selection  # noqa: E402
+import out_of_core  # noqa: E402
 import ppca  # noqa: E402
 
 
@@ -88,3 +89,22 @@ def test_examples_are_bit_identical_for_the_same_seed():
     assert np.array_equal(first["advi"].losses, second["advi"].losses)
     other = ppca.main(argv + ["--seed", "5"])
     assert not np.array_equal(first["w_map"], other["w_map"])
+
+
+def test_minibatch_svi_over_a_memmap_equals_the_in_memory_fit(tmp_path):
+    x, y = out_of_core.write_data(str(tmp_path), 20_000, chunk=6_000)
+    assert isinstance(x, np.memmap)
+    on_disk = out_of_core.fit(x, y, 256, 1000)
+    in_memory = out_of_core.fit(np.array(x), np.array(y), 256, 1000)
+    assert np.array_equal(on_disk.losses, in_memory.losses)
+    for name in ("beta", "sigma"):
+        assert np.array_equal(on_disk.mean[name], in_memory.mean[name])
+    # 1000 steps of 256 rows find the coefficients from a start uniform in (-2, 2)
+    assert np.allclose(on_disk.mean["beta"], out_of_core.TRUE_BETA, atol=0.05)
+
+
+def test_out_of_core_example_prints_its_table(tmp_path, capsys):
+    out_of_core.main(["--rows", "5000", "--steps", "50", "--batch", "64", "--dir", str(tmp_path)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "# python examples/out_of_core.py --rows 5000 --steps 50 --batch 64 --dir " + str(tmp_path)
+    assert lines[1].startswith("data on disk: 5000 rows") and len(lines) == 3 + out_of_core.FEATURES + 1
