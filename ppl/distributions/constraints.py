@@ -4,10 +4,17 @@ A constraint answers ``check(x)``: a boolean array over the batch (the last
 ``event_dim`` axes are reduced with ``all``). NaN is never inside a
 constraint, so a NaN parameter is caught by validation, not propagated.
 ``biject_to`` (in ``transforms``) maps the real line onto each of them.
+
+Bounds may be arrays or autograd boxes that depend on other latents (Stan's
+``real<lower=0, upper=1 - alpha1> beta1``): ``check`` compares with their
+values, and ``biject_to`` builds its transform from the bounds themselves, so
+gradients flow to them. A bound with a leading axis (chains, particles)
+broadcasts against the value like any parameter.
 """
 import math
 
 import numpy as np
+from autograd.tracer import getval
 
 
 class Constraint:
@@ -62,10 +69,11 @@ class _GreaterThan(Constraint):
         self.lower_bound = lower_bound
 
     def check(self, x):
-        return x > self.lower_bound
+        return getval(x) > getval(self.lower_bound)
 
     def __repr__(self):
-        return "positive" if np.all(self.lower_bound == 0) else f"greater_than({self.lower_bound})"
+        lower = getval(self.lower_bound)
+        return "positive" if np.all(lower == 0) else f"greater_than({lower})"
 
 
 class _Nonnegative(Constraint):
@@ -80,15 +88,17 @@ class _Interval(Constraint):
         self.lower_bound, self.upper_bound, self.open = lower_bound, upper_bound, open
 
     def check(self, x):
+        x, lower, upper = getval(x), getval(self.lower_bound), getval(self.upper_bound)
         if self.open:
-            return (x > self.lower_bound) & (x < self.upper_bound)
-        return (x >= self.lower_bound) & (x <= self.upper_bound)
+            return (x > lower) & (x < upper)
+        return (x >= lower) & (x <= upper)
 
     def __repr__(self):
-        if self.open and np.all(self.lower_bound == 0) and np.all(self.upper_bound == 1):
+        lower, upper = getval(self.lower_bound), getval(self.upper_bound)
+        if self.open and np.all(lower == 0) and np.all(upper == 1):
             return "unit_interval"
         left, right = ("(", ")") if self.open else ("[", "]")
-        return f"interval{left}{self.lower_bound}, {self.upper_bound}{right}"
+        return f"interval{left}{lower}, {upper}{right}"
 
 
 class _Boolean(Constraint):
@@ -134,7 +144,7 @@ class _LowerCholesky(Constraint):
     event_dim = 2
 
     def check(self, x):
-        x = np.asarray(x)
+        x = np.asarray(getval(x))
         upper_zero = np.all(np.triu(x, 1) == 0, axis=(-2, -1))
         return upper_zero & np.all(np.diagonal(x, axis1=-1, axis2=-2) > 0, axis=-1)
 
@@ -142,11 +152,26 @@ class _LowerCholesky(Constraint):
         return "lower_cholesky"
 
 
+class _CorrCholesky(Constraint):
+    """Cholesky factors of correlation matrices: lower triangular, positive diagonal, rows of unit norm
+    (so that L L^T has a unit diagonal), to 1e-6."""
+
+    event_dim = 2
+
+    def check(self, x):
+        x = np.asarray(getval(x))
+        unit_rows = np.all(np.abs(np.sum(x * x, axis=-1) - 1) < 1e-6, axis=-1)
+        return _LowerCholesky.check(self, x) & unit_rows
+
+    def __repr__(self):
+        return "corr_cholesky"
+
+
 class _PositiveDefinite(Constraint):
     event_dim = 2
 
     def check(self, x):
-        x = np.asarray(x)
+        x = np.asarray(getval(x))
         symmetric = np.all(np.abs(x - np.swapaxes(x, -1, -2)) < 1e-6 * (1 + np.abs(x)), axis=(-2, -1))
         if not np.all(np.isfinite(x)):
             return symmetric & np.all(np.isfinite(x), axis=(-2, -1))
@@ -154,6 +179,32 @@ class _PositiveDefinite(Constraint):
 
     def __repr__(self):
         return "positive_definite"
+
+
+class _OrderedVector(Constraint):
+    """Finite vectors, strictly increasing along the last axis (Stan's ``ordered``)."""
+
+    event_dim = 1
+
+    def check(self, x):
+        x = np.asarray(getval(x))
+        increasing = np.all(x[..., 1:] > x[..., :-1], axis=-1)
+        return increasing & np.all(np.isfinite(x), axis=-1)
+
+    def __repr__(self):
+        return "ordered_vector"
+
+
+class _PositiveOrderedVector(_OrderedVector):
+    """Ordered vectors whose first (hence every) entry is positive (Stan's ``positive_ordered``)."""
+
+    def check(self, x):
+        x = np.asarray(getval(x))
+        positive_first = np.all(x[..., :1] > 0, axis=-1)  # an empty vector is vacuously positive
+        return super().check(x) & positive_first
+
+    def __repr__(self):
+        return "positive_ordered_vector"
 
 
 real = _Real()
@@ -166,6 +217,9 @@ nonnegative_integer = _NonnegativeInteger()
 simplex = _Simplex()
 lower_cholesky = _LowerCholesky()
 positive_definite = _PositiveDefinite()
+ordered_vector = _OrderedVector()
+positive_ordered_vector = _PositiveOrderedVector()
+corr_cholesky = _CorrCholesky()
 greater_than = _GreaterThan
 integer_interval = _IntegerInterval
 

@@ -12,9 +12,10 @@ import numpy as onp
 from autograd.extend import defvjp, primitive
 from autograd.tracer import getval
 
-from .special import betaln, digamma, gammaln
+from .special import _on_first_use, betaln, digamma, expit, gammaln
 
-from ..kernels import normal_entropy, normal_log_prob, normal_rsample
+from ..kernels import normal_entropy, normal_log_prob, normal_rsample, softplus
+from .cdfs import log_ndtr, ndtr, ndtri, student_t_cdf, student_t_icdf
 from . import constraints
 from .distribution import Distribution, broadcast_to, dtype_of, full_batch, promote_shapes, where
 
@@ -22,6 +23,9 @@ LOG_SQRT_2PI = float(0.5 * np.log(2 * np.pi))  # a Python float: weakly typed, f
 LOG_PI = float(np.log(np.pi))
 LOG_2 = float(np.log(2.0))
 SQRT_2_OVER_PI = float(np.sqrt(2 / np.pi))
+SQRT_2 = math.sqrt(2.0)
+EULER_GAMMA = 0.5772156649015329
+erf = _on_first_use("autograd.scipy.special", "erf")
 _F32, _F64 = onp.dtype(onp.float32), onp.dtype(onp.float64)
 
 
@@ -57,6 +61,23 @@ class LocationScale(Distribution):
         (self.loc, self.scale), batch_shape = promote_shapes(loc, scale)
         super().__init__(batch_shape, (), validate_args)
 
+    def expand(self, batch_shape):
+        """Broadcast the parameters where an axis of size 1 grows; prepend axes lazily otherwise.
+
+        Either way a draw's noise is laid out in the order of the expanded
+        batch, so the same noise gives the same value whether a leading axis
+        (a particle, a chain) came from the parameters or from an expansion:
+        what lets a loop over particles reproduce the vectorized draws.
+        """
+        batch_shape = tuple(batch_shape)
+        grows = any(old == 1 and new != 1 for old, new in zip(self.batch_shape[::-1], batch_shape[::-1]))
+        if not grows:
+            return super().expand(batch_shape)
+        expanded = type(self)(broadcast_to(self.loc, batch_shape), broadcast_to(self.scale, batch_shape),
+                              validate_args=False)
+        expanded.validate_args = self.validate_args
+        return expanded
+
 
 class Normal(LocationScale):
     """p(x) = exp(-(x - loc)^2 / (2 scale^2)) / (scale sqrt(2 pi))."""
@@ -82,6 +103,18 @@ class Normal(LocationScale):
 
     def entropy(self):
         return broadcast_to(normal_entropy(self.scale), self.batch_shape)
+
+    def cdf(self, value):
+        return full_batch(ndtr((value - self.loc) / self.scale), self.batch_shape)
+
+    def log_cdf(self, value):
+        return full_batch(log_ndtr((value - self.loc) / self.scale), self.batch_shape)
+
+    def log_survival(self, value):
+        return full_batch(log_ndtr((self.loc - value) / self.scale), self.batch_shape)
+
+    def icdf(self, p):
+        return full_batch(self.loc + self.scale * ndtri(p), self.batch_shape)
 
 
 class LogNormal(LocationScale):
@@ -113,6 +146,23 @@ class LogNormal(LocationScale):
 
     def entropy(self):
         return broadcast_to(0.5 + LOG_SQRT_2PI + np.log(self.scale) + self.loc, self.batch_shape)
+
+    def _z(self, value):
+        """(log x - loc) / scale, with x <= 0 sent to -inf (cdf 0)."""
+        inside = value > 0
+        return where(inside, (np.log(where(inside, value, 1.0)) - self.loc) / self.scale, -np.inf)
+
+    def cdf(self, value):
+        return full_batch(ndtr(self._z(value)), self.batch_shape)
+
+    def log_cdf(self, value):
+        return full_batch(log_ndtr(self._z(value)), self.batch_shape)
+
+    def log_survival(self, value):
+        return full_batch(log_ndtr(-self._z(value)), self.batch_shape)
+
+    def icdf(self, p):
+        return full_batch(np.exp(self.loc + self.scale * ndtri(p)), self.batch_shape)
 
 
 class HalfNormal(Distribution):
@@ -148,6 +198,17 @@ class HalfNormal(Distribution):
     def entropy(self):
         return broadcast_to(0.5 * (LOG_PI - LOG_2) + 0.5 + np.log(self.scale), self.batch_shape)
 
+    def cdf(self, value):
+        z = where(value > 0, value, 0.0) / self.scale
+        return full_batch(erf(z / SQRT_2), self.batch_shape)
+
+    def log_survival(self, value):
+        z = where(value > 0, value, 0.0) / self.scale
+        return full_batch(LOG_2 + log_ndtr(-z), self.batch_shape)
+
+    def icdf(self, p):
+        return full_batch(self.scale * ndtri(0.5 + 0.5 * p), self.batch_shape)
+
 
 class Exponential(Distribution):
     """p(x) = rate exp(-rate x) on x >= 0."""
@@ -180,6 +241,15 @@ class Exponential(Distribution):
 
     def entropy(self):
         return broadcast_to(1.0 - np.log(self.rate), self.batch_shape)
+
+    def cdf(self, value):
+        return full_batch(-np.expm1(-self.rate * where(value > 0, value, 0.0)), self.batch_shape)
+
+    def log_survival(self, value):
+        return full_batch(-self.rate * where(value > 0, value, 0.0), self.batch_shape)
+
+    def icdf(self, p):
+        return full_batch(-np.log1p(-p) / self.rate, self.batch_shape)
 
 
 class Gamma(Distribution):
@@ -331,6 +401,19 @@ class Laplace(LocationScale):
     def entropy(self):
         return broadcast_to(1 + np.log(2 * self.scale), self.batch_shape)
 
+    def cdf(self, value):
+        return full_batch(np.exp(self.log_cdf(value)), self.batch_shape)
+
+    def log_cdf(self, value):
+        return full_batch(_laplace_log_cdf((value - self.loc) / self.scale), self.batch_shape)
+
+    def log_survival(self, value):
+        return full_batch(_laplace_log_cdf((self.loc - value) / self.scale), self.batch_shape)
+
+    def icdf(self, p):
+        u = p - 0.5
+        return full_batch(self.loc - self.scale * np.sign(u) * np.log1p(-2 * np.abs(u)), self.batch_shape)
+
 
 class StudentT(Distribution):
     """Student's t: p(x) = Gamma((df+1)/2) / (Gamma(df/2) sqrt(df pi) scale) (1 + z^2/df)^(-(df+1)/2),
@@ -380,6 +463,20 @@ class StudentT(Distribution):
         h = half_df1 * (digamma(half_df1) - digamma(half_df)) + 0.5 * np.log(df) + log_beta + np.log(self.scale)
         return broadcast_to(h, self.batch_shape)
 
+    def cdf(self, value):
+        """T_df((x - loc) / scale); differentiable in x, loc and scale, not in df (no closed form)."""
+        return full_batch(student_t_cdf(self.df, (value - self.loc) / self.scale), self.batch_shape)
+
+    def log_cdf(self, value):
+        return np.log(self.cdf(value))
+
+    def log_survival(self, value):
+        # the t is symmetric: S(x) = T_df(-z), with no 1 - T cancellation in the right tail
+        return full_batch(np.log(student_t_cdf(self.df, (self.loc - value) / self.scale)), self.batch_shape)
+
+    def icdf(self, p):
+        return full_batch(self.loc + self.scale * student_t_icdf(self.df, p), self.batch_shape)
+
 
 class Cauchy(LocationScale):
     """p(x) = 1 / (pi scale (1 + ((x - loc) / scale)^2))."""
@@ -405,6 +502,19 @@ class Cauchy(LocationScale):
 
     def entropy(self):
         return broadcast_to(np.log(4 * np.pi * self.scale), self.batch_shape)
+
+    def cdf(self, value):
+        # 1/2 + atan(z)/pi written as atan2(1, -z)/pi: exact far into the left tail
+        return full_batch(np.arctan2(1.0, (self.loc - value) / self.scale) / np.pi, self.batch_shape)
+
+    def log_cdf(self, value):
+        return np.log(self.cdf(value))
+
+    def log_survival(self, value):
+        return full_batch(np.log(np.arctan2(1.0, (value - self.loc) / self.scale) / np.pi), self.batch_shape)
+
+    def icdf(self, p):
+        return full_batch(self.loc + self.scale * np.tan(np.pi * (p - 0.5)), self.batch_shape)
 
 
 def _check_ordered(low, high):
@@ -438,3 +548,221 @@ defvjp(_t_noise, _no_gradient_in_df, None)
 def _at_least_tiny(x):
     """A positive draw that underflowed to 0 becomes the smallest normal number of its dtype."""
     return onp.maximum(x, onp.finfo(x.dtype).tiny)
+
+
+def _laplace_log_cdf(z):
+    """log F(z) of the standard Laplace: z - log 2 left of 0, log(1 - e^-z / 2) right of it."""
+    left = where(z < 0, z, 0.0) - LOG_2
+    right = np.log1p(-0.5 * np.exp(-where(z < 0, 0.0, z)))
+    return where(z < 0, left, right)
+
+
+class HalfCauchy(Distribution):
+    """|x| of Cauchy(0, scale): p(x) = 2 / (pi scale (1 + (x/scale)^2)) on x >= 0.
+
+    Stan's ``cauchy(0, s)`` on a ``real<lower=0>`` parameter. Mean and variance are infinite.
+    """
+
+    arg_constraints = {"scale": constraints.positive}
+    support = constraints.nonnegative
+    has_rsample = True
+
+    def __init__(self, scale=1.0, validate_args=True):
+        (self.scale,), batch_shape = promote_shapes(scale)
+        super().__init__(batch_shape, (), validate_args)
+
+    def sample(self, rng, sample_shape=()):
+        shape = tuple(sample_shape) + self.batch_shape
+        u = _noise(rng, "uniform", shape, dtype_of(self.scale))
+        return self.scale * np.tan(0.5 * np.pi * u)  # the inverse cdf: u in [0, 1) gives x in [0, inf)
+
+    def log_prob(self, value):
+        if self.validate_args:
+            self._validate_sample(value)
+        z = value / self.scale
+        lp = LOG_2 - LOG_PI - np.log(self.scale) - np.log1p(z * z)
+        return full_batch(where(value >= 0, lp, -np.inf), self.batch_shape)
+
+    @property
+    def mean(self):
+        return onp.full(self.batch_shape, onp.inf, dtype_of(self.scale))
+
+    @property
+    def variance(self):
+        return onp.full(self.batch_shape, onp.inf, dtype_of(self.scale))
+
+    def entropy(self):
+        # folding a density symmetric about 0 removes log 2 of entropy: log(4 pi s) - log 2
+        return broadcast_to(np.log(2 * np.pi * self.scale), self.batch_shape)
+
+    def cdf(self, value):
+        z = where(value > 0, value, 0.0) / self.scale
+        return full_batch(np.arctan(z) * (2 / np.pi), self.batch_shape)
+
+    def log_survival(self, value):
+        z = where(value > 0, value, 0.0) / self.scale
+        return full_batch(np.log(np.arctan2(1.0, z) * (2 / np.pi)), self.batch_shape)
+
+    def icdf(self, p):
+        return full_batch(self.scale * np.tan(0.5 * np.pi * p), self.batch_shape)
+
+
+class HalfStudentT(Distribution):
+    """|x| of StudentT(df, 0, scale): p(x) = 2 t_df(x; 0, scale) on x >= 0.
+
+    Stan's ``student_t(df, 0, s)`` on a ``real<lower=0>`` parameter, i.e.
+    student_t_lpdf(x | df, 0, s) - student_t_lccdf(0 | df, 0, s) with lccdf(0) = log 1/2.
+    Reparameterized in scale (not in df, as StudentT).
+    """
+
+    arg_constraints = {"df": constraints.positive, "scale": constraints.positive}
+    support = constraints.nonnegative
+    has_rsample = True
+
+    def __init__(self, df, scale=1.0, validate_args=True):
+        (self.df, self.scale), batch_shape = promote_shapes(df, scale)
+        super().__init__(batch_shape, (), validate_args)
+
+    def _t(self):
+        return StudentT(self.df, 0.0, self.scale, validate_args=False)
+
+    def sample(self, rng, sample_shape=()):
+        return np.abs(self._t().sample(rng, sample_shape))
+
+    def log_prob(self, value):
+        if self.validate_args:
+            self._validate_sample(value)
+        lp = LOG_2 + self._t().log_prob(value)
+        return full_batch(where(value >= 0, lp, -np.inf), self.batch_shape)
+
+    @property
+    def mean(self):
+        # 2 s sqrt(df / pi) Gamma((df+1)/2) / (Gamma(df/2) (df - 1)) for df > 1; infinite otherwise
+        df = self.df
+        df_ok = where(df > 1, df, 2.0)
+        m = (2 * self.scale * np.sqrt(df_ok / np.pi) * np.exp(gammaln((df_ok + 1) / 2) - gammaln(df_ok / 2))
+             / (df_ok - 1))
+        return broadcast_to(where(df > 1, m, np.inf), self.batch_shape)
+
+    @property
+    def variance(self):
+        # E[x^2] - mean^2 = s^2 df / (df - 2) - mean^2 for df > 2; infinite for df <= 2
+        df = self.df
+        df_ok = where(df > 2, df, 3.0)
+        m = HalfStudentT(df_ok, self.scale, validate_args=False).mean
+        var = self.scale**2 * df_ok / (df_ok - 2) - m**2
+        return broadcast_to(where(df > 2, var, np.inf), self.batch_shape)
+
+    def entropy(self):
+        return broadcast_to(self._t().entropy() - LOG_2, self.batch_shape)
+
+    def cdf(self, value):
+        z = where(value > 0, value, 0.0) / self.scale
+        return full_batch(1 - 2 * student_t_cdf(self.df, -z), self.batch_shape)
+
+    def log_survival(self, value):
+        z = where(value > 0, value, 0.0) / self.scale
+        return full_batch(LOG_2 + np.log(student_t_cdf(self.df, -z)), self.batch_shape)
+
+    def icdf(self, p):
+        return full_batch(self.scale * student_t_icdf(self.df, 0.5 + 0.5 * p), self.batch_shape)
+
+
+class Weibull(Distribution):
+    """p(x) = (k / scale) (x / scale)^(k-1) exp(-(x / scale)^k) on x > 0, k = concentration.
+
+    Reparameterized: x = scale E^(1/k) with E standard exponential.
+    """
+
+    arg_constraints = {"scale": constraints.positive, "concentration": constraints.positive}
+    support = constraints.positive
+    has_rsample = True
+
+    def __init__(self, scale, concentration, validate_args=True):
+        (self.scale, self.concentration), batch_shape = promote_shapes(scale, concentration)
+        super().__init__(batch_shape, (), validate_args)
+
+    def sample(self, rng, sample_shape=()):
+        shape = tuple(sample_shape) + self.batch_shape
+        e = _noise(rng, "exponential", shape, dtype_of(self.scale, self.concentration))
+        return self.scale * e ** (1 / self.concentration)
+
+    def log_prob(self, value):
+        if self.validate_args:
+            self._validate_sample(value)
+        k = self.concentration
+        inside = value > 0
+        log_z = np.log(where(inside, value, 1.0)) - np.log(self.scale)
+        lp = np.log(k) - np.log(self.scale) + (k - 1) * log_z - np.exp(k * log_z)
+        return full_batch(where(inside, lp, -np.inf), self.batch_shape)
+
+    @property
+    def mean(self):
+        return broadcast_to(self.scale * np.exp(gammaln(1 + 1 / self.concentration)), self.batch_shape)
+
+    @property
+    def variance(self):
+        k = self.concentration
+        g1, g2 = np.exp(gammaln(1 + 1 / k)), np.exp(gammaln(1 + 2 / k))
+        return broadcast_to(self.scale**2 * (g2 - g1**2), self.batch_shape)
+
+    def entropy(self):
+        k = self.concentration
+        return broadcast_to(EULER_GAMMA * (1 - 1 / k) + np.log(self.scale / k) + 1, self.batch_shape)
+
+    def _power(self, value):
+        """(x / scale)^k, with x <= 0 sent to 0."""
+        return (where(value > 0, value, 0.0) / self.scale) ** self.concentration
+
+    def cdf(self, value):
+        return full_batch(-np.expm1(-self._power(value)), self.batch_shape)
+
+    def log_cdf(self, value):
+        return np.log(self.cdf(value))
+
+    def log_survival(self, value):
+        return full_batch(-self._power(value), self.batch_shape)
+
+    def icdf(self, p):
+        return full_batch(self.scale * (-np.log1p(-p)) ** (1 / self.concentration), self.batch_shape)
+
+
+class Logistic(LocationScale):
+    """p(x) = e^-z / (scale (1 + e^-z)^2), z = (x - loc) / scale; its cdf is the logistic sigmoid."""
+
+    def sample(self, rng, sample_shape=()):
+        shape = tuple(sample_shape) + self.batch_shape
+        dtype = dtype_of(self.loc, self.scale)
+        u = _noise(rng, "uniform", shape, dtype)
+        u = onp.maximum(u, onp.finfo(dtype if dtype == _F32 else _F64).tiny)  # u = 0 would give -inf
+        return self.loc + self.scale * (np.log(u) - np.log1p(-u))
+
+    def log_prob(self, value):
+        if self.validate_args:
+            self._validate_sample(value)
+        z = (value - self.loc) / self.scale
+        # -z - 2 log(1 + e^-z) via softplus: finite for |z| up to the float range
+        return full_batch(-z - 2 * softplus(-z) - np.log(self.scale), self.batch_shape)
+
+    @property
+    def mean(self):
+        return broadcast_to(self.loc, self.batch_shape)
+
+    @property
+    def variance(self):
+        return broadcast_to(self.scale**2 * (np.pi**2 / 3), self.batch_shape)
+
+    def entropy(self):
+        return broadcast_to(np.log(self.scale) + 2.0, self.batch_shape)
+
+    def cdf(self, value):
+        return full_batch(expit((value - self.loc) / self.scale), self.batch_shape)
+
+    def log_cdf(self, value):
+        return full_batch(-softplus((self.loc - value) / self.scale), self.batch_shape)
+
+    def log_survival(self, value):
+        return full_batch(-softplus((value - self.loc) / self.scale), self.batch_shape)
+
+    def icdf(self, p):
+        return full_batch(self.loc + self.scale * (np.log(p) - np.log1p(-p)), self.batch_shape)

@@ -1,4 +1,4 @@
-"""Discrete families: Bernoulli, Categorical, Binomial, Poisson.
+"""Discrete families: Bernoulli, Categorical, Binomial, Poisson, NegativeBinomial, GammaPoisson, Multinomial.
 
 Log-probabilities are computed on logits where that is the stable form
 (x logits - softplus(logits) is finite at logits = +-800) and with 0 log 0 = 0
@@ -332,26 +332,44 @@ def _xlogy(x, y):
 
 
 class Poisson(Distribution):
-    """p(k) = rate^k exp(-rate) / k!."""
+    """p(k) = rate^k exp(-rate) / k!; give exactly one of ``rate`` or ``log_rate``.
 
-    arg_constraints = {"rate": constraints.positive}
+    ``log_rate`` is Stan's ``poisson_log``: log p(k) = k log_rate - exp(log_rate) - log k!,
+    with no exp/log round trip (finite and exact where exp(log_rate) would underflow).
+    """
+
     support = constraints.nonnegative_integer
 
-    def __init__(self, rate, validate_args=True):
-        (self.rate,), batch_shape = promote_shapes(rate)
+    def __init__(self, rate=None, log_rate=None, validate_args=True):
+        if (rate is None) == (log_rate is None):
+            raise ValueError("Poisson: give exactly one of rate or log_rate")
+        (param,), batch_shape = promote_shapes(rate if log_rate is None else log_rate)
+        self._rate, self._log_rate = (param, None) if log_rate is None else (None, param)
+        self.arg_constraints = {"rate": constraints.positive} if log_rate is None else {"log_rate": constraints.real}
         super().__init__(batch_shape, (), validate_args)
+
+    @property
+    def rate(self):
+        return self._rate if self._rate is not None else np.exp(self._log_rate)
+
+    @property
+    def log_rate(self):
+        return self._log_rate if self._log_rate is not None else np.log(self._rate)
 
     def sample(self, rng, sample_shape=()):
         shape = tuple(sample_shape) + self.batch_shape
         draws = rng.poisson(onp.broadcast_to(onp.asarray(getval(self.rate)), shape))
-        return draws.astype(dtype_of(self.rate))
+        return draws.astype(dtype_of(self._rate if self._rate is not None else self._log_rate))
 
     def log_prob(self, value):
         if self.validate_args:
             self._validate_sample(value)
         inside = (value >= 0) & (value == np.floor(value))
         k = where(inside, value, 0.0)
-        lp = _xlogy(k, self.rate) - self.rate - gammaln(k + 1)
+        if self._log_rate is not None:
+            lp = k * self._log_rate - np.exp(self._log_rate) - gammaln(k + 1)
+        else:
+            lp = _xlogy(k, self._rate) - self._rate - gammaln(k + 1)
         lp = where(inside, lp, -np.inf)
         return full_batch(lp, self.batch_shape)
 
@@ -387,3 +405,202 @@ class Poisson(Distribution):
 
 
 _POISSON_SERIES_FROM = 1000.0
+
+
+def _negative_binomial_log_pmf(k, concentration, log_q0, log_q1):
+    """log C(k + a - 1, k) q0^a q1^k, a = concentration, q0 = a / (mean + a), q1 = mean / (mean + a).
+
+    The caller gives log q0 and log q1 in the form that is stable for its parameters (log1p, never
+    log of a ratio that rounds to 1).
+    """
+    a = concentration
+    return _log_rising_factorial(a, k) - gammaln(k + 1) + a * log_q0 + _xlogy_log(k, log_q1)
+
+
+def _log_rising_factorial(a, k):
+    """log Gamma(a + k) - log Gamma(a), without the cancellation of two huge gammaln's at large a.
+
+    With x = a - 1 and log Gamma(x + 1) = (x + 1/2) log x - x + log sqrt(2 pi) + s(x) (s the Stirling
+    error), the difference is (x + 1/2) log1p(k / x) + k log(x + k) - k + s(x + k) - s(x): every term is
+    of the size of the answer. Below a = 16 the two gammaln's are small and exact.
+    """
+    large = a >= 16
+    a_small, x = where(large, 1.0, a), where(large, a, 16.0) - 1
+    direct = gammaln(k + a_small) - gammaln(a_small)
+    series = (x + 0.5) * np.log1p(k / x) + _xlogy(k, x + k) - k + _stirling_error(x + k) - _stirling_error(x)
+    return where(large, series, direct)
+
+
+def _xlogy_log(k, log_q):
+    """k log q given log q, with 0 * (-inf) = 0."""
+    return where(k == 0, 0.0, k * log_q)
+
+
+class NegativeBinomial(Distribution):
+    """Stan's ``neg_binomial_2(mu, phi)``: a Poisson whose rate is Gamma(phi, phi / mu).
+
+        p(k) = C(k + phi - 1, k) (phi / (mu + phi))^phi (mu / (mu + phi))^k,
+
+    with mean mu and variance mu + mu^2 / phi (phi = concentration; phi -> inf is Poisson(mu)).
+    Same law as scipy's ``nbinom(n=phi, p=phi / (phi + mu))``.
+    """
+
+    arg_constraints = {"mean": constraints.positive, "concentration": constraints.positive}
+    support = constraints.nonnegative_integer
+
+    def __init__(self, mean, concentration, validate_args=True):
+        (self._mean, self.concentration), batch_shape = promote_shapes(mean, concentration)
+        super().__init__(batch_shape, (), validate_args)
+
+    def _log_q(self):
+        """(log phi / (mu + phi), log mu / (mu + phi)), each through log1p of a ratio."""
+        mu, phi = self._mean, self.concentration
+        return -np.log1p(mu / phi), -np.log1p(phi / mu)
+
+    def _gamma_rate(self):
+        return self.concentration / self._mean
+
+    def sample(self, rng, sample_shape=()):
+        shape = tuple(sample_shape) + self.batch_shape
+        a = onp.broadcast_to(onp.asarray(getval(self.concentration), dtype=float), shape)
+        b = onp.broadcast_to(onp.asarray(getval(self._gamma_rate()), dtype=float), shape)
+        rate = rng.standard_gamma(a, shape) / b
+        return rng.poisson(rate).astype(dtype_of(self._mean, self.concentration))
+
+    def log_prob(self, value):
+        if self.validate_args:
+            self._validate_sample(value)
+        inside = (value >= 0) & (value == np.floor(value))
+        k = where(inside, value, 0.0)
+        log_q0, log_q1 = self._log_q()
+        lp = _negative_binomial_log_pmf(k, self.concentration, log_q0, log_q1)
+        return full_batch(where(inside, lp, -np.inf), self.batch_shape)
+
+    @property
+    def mean(self):
+        return broadcast_to(self._mean, self.batch_shape)
+
+    @property
+    def variance(self):
+        mu = self._mean
+        return broadcast_to(mu + mu**2 / self.concentration, self.batch_shape)
+
+
+class GammaPoisson(NegativeBinomial):
+    """k ~ Poisson(lambda), lambda ~ Gamma(concentration, rate): NegativeBinomial(mean=a/b, concentration=a).
+
+        p(k) = C(k + a - 1, k) (b / (1 + b))^a (1 / (1 + b))^k.
+    """
+
+    arg_constraints = {"concentration": constraints.positive, "rate": constraints.positive}
+
+    def __init__(self, concentration, rate=1.0, validate_args=True):
+        (self.concentration, self.rate), batch_shape = promote_shapes(concentration, rate)
+        self._mean = self.concentration / self.rate
+        Distribution.__init__(self, batch_shape, (), validate_args)
+
+    def _log_q(self):
+        b = self.rate
+        return -np.log1p(1 / b), -np.log1p(b)
+
+    def _gamma_rate(self):
+        return self.rate
+
+
+class _MultinomialSupport(constraints.Constraint):
+    """Vectors of nonnegative integer counts summing to ``total_count`` (one event axis)."""
+
+    event_dim = 1
+    is_discrete = True
+
+    def __init__(self, total_count):
+        self.total_count = total_count
+
+    def check(self, x):
+        counts_ok = onp.all((x >= 0) & (x == onp.floor(x)), axis=-1)
+        return counts_ok & (onp.sum(x, axis=-1) == getval(self.total_count))
+
+    def __repr__(self):
+        return f"multinomial({self.total_count})"
+
+
+class Multinomial(_ProbsOrLogits, Distribution):
+    """Counts of ``total_count`` draws over K categories:
+
+        p(x) = n! / prod_k x_k! prod_k p_k^x_k,  sum_k x_k = n,  event_shape (K,).
+
+    Give exactly one of ``probs`` (on the simplex) or ``logits`` (normalized by log-sum-exp,
+    so the log-density needs no log of a probability that underflowed).
+    """
+
+    def __init__(self, total_count=1, probs=None, logits=None, validate_args=True):
+        probs, logits = _probs_or_logits("Multinomial", probs, logits)
+        (param,), shape = promote_shapes(probs if logits is None else logits)
+        if len(shape) == 0:
+            raise ValueError("Multinomial: probs/logits need a last axis of categories")
+        (self.total_count,), count_shape = promote_shapes(total_count)
+        self.arg_constraints = {"total_count": constraints.nonnegative_integer,
+                                **({"probs": constraints.simplex} if logits is None
+                                   else {"logits": constraints.real_vector})}
+        self._probs, self._logits = (param, None) if logits is None else (None, param)
+        self.num_categories = shape[-1]
+        try:
+            batch_shape = broadcast_shapes(shape[:-1], count_shape)
+        except ValueError:
+            raise ValueError(f"Multinomial: total_count of shape {count_shape} does not broadcast with the batch "
+                             f"shape {shape[:-1]} of probs/logits") from None
+        super().__init__(batch_shape, (self.num_categories,), validate_args)
+
+    @property
+    def support(self):
+        return _MultinomialSupport(self.total_count)
+
+    @property
+    def _param(self):
+        return self._probs if self._probs is not None else self._logits
+
+    def _log_probs(self):
+        if self._logits is not None:
+            return self._logits - logsumexp(self._logits, axis=-1, keepdims=True)
+        return _log(self._probs)
+
+    @property
+    def probs(self):
+        return self._probs if self._probs is not None else np.exp(self._log_probs())
+
+    @property
+    def logits(self):
+        return self._log_probs()
+
+    def sample(self, rng, sample_shape=()):
+        shape = tuple(sample_shape) + self.batch_shape
+        p = onp.asarray(getval(self.probs), dtype=float)
+        p = p / p.sum(axis=-1, keepdims=True)  # numpy checks sum(p[:-1]) <= 1 strictly
+        n = onp.broadcast_to(onp.asarray(getval(self.total_count)).astype(onp.int64), shape)
+        draws = rng.multinomial(n, onp.broadcast_to(p, shape + (self.num_categories,)))
+        return draws.astype(dtype_of(self.total_count, self._param))
+
+    def log_prob(self, value):
+        if self.validate_args:
+            self._validate_sample(value)
+        n = self.total_count
+        log_p = self._log_probs()
+        if self._logits is not None:
+            terms = _xlogy_log(value, log_p)
+        else:
+            terms = _xlogy(value, self._probs)
+        lp = gammaln(n + 1) + np.sum(terms - gammaln(value + 1), axis=-1)
+        if not self.validate_args:
+            lp = where(self.support.check(getval(value)), lp, -np.inf)
+        return full_batch(lp, self.batch_shape)
+
+    @property
+    def mean(self):
+        return broadcast_to(self.probs * np.expand_dims(self.total_count, -1) if np.ndim(self.total_count)
+                            else self.probs * self.total_count, self.batch_shape + self.event_shape)
+
+    @property
+    def variance(self):
+        p = self.probs
+        n = np.expand_dims(self.total_count, -1) if np.ndim(self.total_count) else self.total_count
+        return broadcast_to(n * p * (1 - p), self.batch_shape + self.event_shape)

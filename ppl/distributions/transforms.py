@@ -24,7 +24,7 @@ from .distribution import _IndependentConstraint
 __all__ = [
     "Transform", "IdentityTransform", "ExpTransform", "SoftplusTransform", "SigmoidTransform",
     "AffineTransform", "ComposeTransform", "StickBreakingTransform", "LowerCholeskyTransform",
-    "biject_to", "register_bijection",
+    "OrderedTransform", "PositiveOrderedTransform", "CorrCholeskyTransform", "biject_to", "register_bijection",
 ]
 
 
@@ -357,6 +357,128 @@ class LowerCholeskyTransform(Transform):
         return tuple(shape[:-2]) + (n * (n + 1) // 2,)
 
 
+class OrderedTransform(Transform):
+    """R^K -> strictly increasing vectors, as Stan's ``ordered``: y_1 = x_1, y_k = y_{k-1} + exp(x_k).
+
+    The gaps y_k - y_{k-1} = exp(x_k) are positive, so order holds for every x;
+    the Jacobian is lower triangular with diagonal (1, e^{x_2}, ..., e^{x_K}),
+    so log|det| = sum_{k>=2} x_k.
+    """
+
+    event_dim = 1
+    domain = constraints.real_vector
+    codomain = constraints.ordered_vector
+
+    def __call__(self, x):
+        _need_ndim(x, 1, type(self).__name__)
+        return np.cumsum(np.concatenate([x[..., :1], np.exp(x[..., 1:])], axis=-1), axis=-1)
+
+    def inv(self, y):
+        _need_ndim(y, 1, f"{type(self).__name__}.inv", "y")
+        return np.concatenate([y[..., :1], np.log(y[..., 1:] - y[..., :-1])], axis=-1)
+
+    def log_abs_det_jacobian(self, x, y):
+        return np.sum(x[..., 1:], axis=-1)
+
+
+class PositiveOrderedTransform(Transform):
+    """R^K -> positive increasing vectors, as Stan's ``positive_ordered``: y = cumsum(exp(x)).
+
+    y_1 = exp(x_1) and each gap is exp(x_k); the triangular Jacobian has
+    diagonal e^{x_k}, so log|det| = sum_k x_k.
+    """
+
+    event_dim = 1
+    domain = constraints.real_vector
+    codomain = constraints.positive_ordered_vector
+
+    def __call__(self, x):
+        _need_ndim(x, 1, type(self).__name__)
+        return np.cumsum(np.exp(x), axis=-1)
+
+    def inv(self, y):
+        _need_ndim(y, 1, f"{type(self).__name__}.inv", "y")
+        return np.log(np.concatenate([y[..., :1], y[..., 1:] - y[..., :-1]], axis=-1))
+
+    def log_abs_det_jacobian(self, x, y):
+        return np.sum(x, axis=-1)
+
+
+class CorrCholeskyTransform(Transform):
+    """n(n-1)/2 reals -> the Cholesky factor L of an n x n correlation matrix, as Stan does it.
+
+    The vector fills the strictly lower triangle row by row (``numpy.tril_indices(n, -1)``
+    order); z = tanh(x) are canonical partial correlations in (-1, 1). Row i of
+    L spends, column by column, the fraction z_ij^2 of the squared norm still
+    left, r_ij = prod_{k<j} (1 - z_ik^2):
+    L_ij = z_ij sqrt(r_ij) for j < i, L_ii = sqrt(r_ii), so each row has unit norm.
+    sqrt(1 - tanh(x)^2) = 1 / cosh(x), so log sqrt(r_ij) = -sum_{k<j} log cosh(x_ik):
+    an exclusive cumulative sum along the row, with no 1 - z^2 to round to 0.
+    The Jacobian of x -> the strictly lower entries of L is triangular
+    (L_ij depends on x_ik for k <= j) with diagonal sech^2(x_ij) sqrt(r_ij), so
+    log|det| = sum_{j<i} (-2 log cosh(x_ij) + log sqrt(r_ij)).
+    """
+
+    event_dim = 2
+    domain = constraints.real_vector
+    codomain = constraints.corr_cholesky
+
+    @staticmethod
+    def _parts(x):
+        """(the strictly lower mask, tanh x, and log sqrt(r)) as (..., n, n) matrices."""
+        _need_ndim(x, 1, "CorrCholeskyTransform")
+        n = _corr_side(np.shape(x)[-1])
+        pad = np.zeros(np.shape(x)[:-1] + (1,), dtype=_float_dtype(x))
+        matrix = np.concatenate([pad, x], axis=-1)[..., _gather_index(n, strict=True)]
+        strict = onp.tri(n, k=-1, dtype=bool)
+        log_cosh = strict * _log_cosh(matrix)  # exactly 0 off the strict lower triangle
+        log_sqrt_r = log_cosh - np.cumsum(log_cosh, axis=-1)  # minus the exclusive cumulative sum
+        return strict, matrix, log_cosh, log_sqrt_r
+
+    def __call__(self, x):
+        strict, matrix, _, log_sqrt_r = self._parts(x)
+        # tanh(x_ij) on the strict lower triangle, 1 on the diagonal, 0 above (where exp(log_sqrt_r) is harmless)
+        partial = strict * np.tanh(matrix) + onp.eye(strict.shape[-1], dtype=_float_dtype(x))
+        return partial * np.exp(log_sqrt_r)
+
+    def inv(self, y):
+        _need_ndim(y, 2, "CorrCholeskyTransform.inv", "y")
+        n = np.shape(y)[-1]
+        if np.shape(y)[-2] != n:
+            raise ValueError(f"CorrCholeskyTransform.inv: y must be square in its last two axes, got shape "
+                             f"{np.shape(y)}")
+        rows, cols = onp.tril_indices(n, -1)
+        square = y * y
+        left = 1 - (np.cumsum(square, axis=-1) - square)  # r_ij = 1 - sum_{k<j} L_ik^2
+        return np.arctanh(y[..., rows, cols] / np.sqrt(left[..., rows, cols]))
+
+    def log_abs_det_jacobian(self, x, y):
+        strict, _, log_cosh, log_sqrt_r = self._parts(x)
+        return np.sum(np.sum(strict * (log_sqrt_r - 2 * log_cosh), axis=-1), axis=-1)
+
+    def forward_shape(self, shape):
+        n = _corr_side(shape[-1])
+        return tuple(shape[:-1]) + (n, n)
+
+    def inverse_shape(self, shape):
+        n = shape[-1]
+        return tuple(shape[:-2]) + (n * (n - 1) // 2,)
+
+
+def _log_cosh(x):
+    """log cosh x = |x| + log(1 + e^{-2|x|}) - log 2, finite for every finite x."""
+    a = np.abs(x)
+    return a + softplus(-2 * a) - math.log(2.0)
+
+
+def _corr_side(m):
+    """n such that n(n-1)/2 = m, or a ValueError naming m."""
+    n = int(round((math.sqrt(8 * m + 1) + 1) / 2))
+    if n * (n - 1) // 2 != m:
+        raise ValueError(f"CorrCholeskyTransform: x's last axis has length {m}, which is no number n(n-1)/2")
+    return n
+
+
 def _side(m):
     """n such that n(n+1)/2 = m, or a ValueError naming m."""
     n = int(round((math.sqrt(8 * m + 1) - 1) / 2))
@@ -371,9 +493,11 @@ def _diagonal_mask(n):
     return rows == cols
 
 
-def _gather_index(n):
+def _gather_index(n, strict=False):
+    """(n, n) indices into [0, v_1, v_2, ...] that place v in the lower triangle row by row (the
+    strictly lower one if ``strict``), 0 elsewhere."""
     index = onp.zeros((n, n), dtype=onp.intp)
-    rows, cols = onp.tril_indices(n)
+    rows, cols = onp.tril_indices(n, -1 if strict else 0)
     index[rows, cols] = onp.arange(1, rows.size + 1)
     return index
 
@@ -456,6 +580,21 @@ def _to_simplex(constraint):
 @register_bijection(constraints._LowerCholesky)
 def _to_lower_cholesky(constraint):
     return LowerCholeskyTransform()
+
+
+@register_bijection(constraints._OrderedVector)
+def _to_ordered_vector(constraint):
+    return OrderedTransform()
+
+
+@register_bijection(constraints._PositiveOrderedVector)
+def _to_positive_ordered_vector(constraint):
+    return PositiveOrderedTransform()
+
+
+@register_bijection(constraints._CorrCholesky)
+def _to_corr_cholesky(constraint):
+    return CorrCholeskyTransform()
 
 
 @register_bijection(_IndependentConstraint)

@@ -9,7 +9,7 @@ drawn directly.
 - ``AutoDelta``: a point per site, in the model's own space (MAP).
 - ``AutoNormal``: mean-field Gaussian, ``scale = softplus(raw)``.
 - ``AutoMultivariateNormal``: one full-rank Gaussian over all sites,
-  ``scale_tril`` with a softplus diagonal.
+  ``scale_tril = diag(softplus(raw)) (I + A)``, A strictly lower triangular.
 """
 import autograd.numpy as anp
 import numpy as np
@@ -21,6 +21,7 @@ from ..distributions.delta import Delta
 from ..distributions.transforms import IdentityTransform, biject_to
 from ..errors import GuideStructureError
 from ..handlers import seed, trace
+from .init import init_to_uniform
 
 
 softplus = kernels.softplus  # log(1 + e^x) in one fused node; the Gaussian autoguides' scale map
@@ -102,7 +103,7 @@ class AutoGuide:
     def setup(self, *args, **kwargs):
         """Trace the model once (its params at their initial values) and record its latent sites."""
         with isolated():  # the guide may itself be running under handlers
-            model_trace = trace(seed(self.model, 0)).get_trace(*args, **kwargs)
+            model_trace = trace(init_to_uniform(seed(self.model, 0))).get_trace(*args, **kwargs)
         self.prototypes = {}
         for site in model_trace.values():
             if not site.is_latent:
@@ -239,8 +240,17 @@ class AutoNormal(AutoGuide):
 class AutoMultivariateNormal(AutoGuide):
     """One full-rank Gaussian over every latent site, flattened in the unconstrained space.
 
-    ``u ~ MultivariateNormal(loc, scale_tril=L)`` with ``L`` lower-triangular
-    and its diagonal ``softplus(raw)``; each site takes its slice of ``u``.
+    ``u ~ MultivariateNormal(loc, scale_tril=L)`` with ``L = diag(s) (I + A)``:
+    ``s = softplus(scale_raw)`` the row scales and ``A`` strictly lower
+    triangular (NumPyro's ``scaled_unit_lower_cholesky``). Each site takes its
+    slice of ``u``.
+
+    Why rows scaled by ``s``: an entry ``A_ij = L_ij / s_i`` is a ratio, the
+    same whatever the units of ``u_i``; Adam moves every parameter by about
+    its learning rate per step, so an absolute ``L_ij`` (the former
+    parameterization) jittered by 0.05 per step next to posterior scales of
+    0.01-0.05 and the loss ran away (issue 18: nes1972's loss rose from 2 836
+    to 11 081). ``A = 0`` and ``s = softplus(init_scale_raw)`` at the start.
     """
 
     def __init__(self, model, init_loc_fn="uniform", init_scale_raw=-4.0):
@@ -253,9 +263,10 @@ class AutoMultivariateNormal(AutoGuide):
         dtype = np.result_type(*[p.dtype for p in protos]) if protos else np.float64
         loc = param("auto.loc", lambda rng: np.concatenate(
             [self.init_loc(p)(rng).ravel() for p in protos]).astype(dtype))
-        raw = param("auto.scale_tril_raw", lambda rng: np.diag(np.full(dim, self.init_scale_raw, dtype)))
-        u = sample("_auto_latent", MultivariateNormal(loc, scale_tril=self._scale_tril(raw)),
-                   infer={"is_auxiliary": True})
+        scale_raw = param("auto.scale_raw", lambda rng: np.full(dim, self.init_scale_raw, dtype))
+        unit_tril = param("auto.unit_tril", lambda rng: np.zeros((dim, dim), dtype))
+        tril = self._scale_tril(scale_raw, unit_tril)
+        u = sample("_auto_latent", MultivariateNormal(loc, scale_tril=tril), infer={"is_auxiliary": True})
         lead, offset, values = anp.shape(u)[:-1], 0, {}
         for proto in protos:
             piece = u[..., offset:offset + proto.size]
@@ -267,11 +278,26 @@ class AutoMultivariateNormal(AutoGuide):
         return values
 
     @staticmethod
-    def _scale_tril(raw):
-        return anp.tril(raw, -1) + anp.eye(raw.shape[-1]) * softplus(anp.diagonal(raw, axis1=-1, axis2=-2))
+    def _scale_tril(scale_raw, unit_tril):
+        """``diag(s) (I + A)``, A the strictly lower part of ``unit_tril``: the diagonal of L is s."""
+        dim = anp.shape(scale_raw)[-1]
+        return (anp.tril(unit_tril, -1) + anp.eye(dim)) * softplus(scale_raw)[..., :, None]
+
+    @staticmethod
+    def params_from(loc, scale_tril):
+        """The guide's params for a given mean and lower Cholesky factor (the inverse of ``scale_tril``)."""
+        scale_tril = np.asarray(scale_tril, dtype=float)
+        diag = np.diagonal(scale_tril)
+        if np.any(diag <= 0):
+            raise ValueError("AutoMultivariateNormal.params_from: scale_tril needs a positive diagonal")
+        return {"auto.loc": np.asarray(loc, dtype=float), "auto.scale_raw": inverse_softplus(diag),
+                "auto.unit_tril": np.tril(scale_tril / diag[:, None], -1)}
 
     def scale_tril(self, params):
-        return np.asarray(self._scale_tril(params["auto.scale_tril_raw"]))
+        if "auto.scale_tril_raw" in params:  # Laplace's params: a Cholesky factor with a softplus diagonal
+            raw = np.asarray(params["auto.scale_tril_raw"])
+            return np.tril(raw, -1) + np.diag(np.asarray(softplus(np.diagonal(raw))))
+        return np.asarray(self._scale_tril(params["auto.scale_raw"], params["auto.unit_tril"]))
 
     def covariance(self, params):
         """The covariance of ``u`` in the unconstrained space, sites in trace order."""

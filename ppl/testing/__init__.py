@@ -18,10 +18,10 @@ import scipy.stats as st
 from scipy.special import betaln, gammaln
 from hypothesis import strategies as hst
 
-from . import distributions as dist
-from .core import Handler, observe, plate, sample
-from .handlers import block, condition, log_joint, replace, seed, trace
-from .infer.elbo import Trace_ELBO
+from .. import distributions as dist
+from ..core import Handler, observe, plate, sample
+from ..handlers import block, condition, log_joint, replace, seed, trace
+from ..infer.elbo import Trace_ELBO
 
 # ---------------------------------------------------------------- parameter strategies
 

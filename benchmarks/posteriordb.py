@@ -1,0 +1,210 @@
+"""Every engine on every posteriordb posterior, measured against Stan's reference draws.
+
+For each (posterior, engine) pair: fit the port, compare with the reference
+(worst |z| of the means in reference sds, worst sd ratio), PSIS k-hat of the
+approximation, wall seconds, and a verdict:
+
+- ok: within bounds (samplers |z| <= 0.1, sd ratio in [0.9, 1.1]; approximations
+  |z| <= 0.3, sd ratio in [0.7, 1.3]);
+- flagged: off, but the engine said so (k-hat > 0.7 or not computable, a warning, divergences);
+- SILENT-WRONG: off, and nothing said;
+- error: the engine raised.
+
+    python benchmarks/posteriordb.py [--engines laplace map advi-meanfield advi-fullrank]
+                                     [--posteriors NAME ...] [--quick] [--advi-steps 10000]
+"""
+import argparse
+import platform
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from ppl.handlers import replace, trace
+from ppl.infer import ADVI, MAP, Laplace
+from ppl.infer.diagnostics import psis_khat
+from ppl.testing import posteriordb
+
+KHAT_LIMIT = 0.7
+SAMPLER_BOUNDS = (0.1, (0.9, 1.1))
+APPROXIMATION_BOUNDS = (0.3, (0.7, 1.3))
+SETTINGS = {"advi_steps": 10000, "map_steps": 10000}
+
+
+def run_advi(family):
+    def fit(model, args, kwargs, rng_seed):
+        # Stan's defaults: step-size search, then stop when the ELBO's relative change falls below 0.01
+        return ADVI(model, family, adapt_step_size=True, tol=0.01).run(SETTINGS["advi_steps"], *args,
+                                                                        rng_seed=rng_seed, **kwargs)
+    return fit
+
+
+# name -> (fit(model, args, kwargs, rng_seed) -> result, kind): kind is "sampler", "approximation" or "point"
+ENGINES = {
+    "laplace": (lambda model, args, kwargs, rng_seed: Laplace(model).run(*args, rng_seed=rng_seed, **kwargs),
+                "approximation"),
+    "map": (lambda model, args, kwargs, rng_seed: MAP(model).run(SETTINGS["map_steps"], *args, rng_seed=rng_seed,
+                                                                 **kwargs), "point"),
+    "advi-meanfield": (run_advi("meanfield"), "approximation"),
+    "advi-fullrank": (run_advi("fullrank"), "approximation"),
+}
+
+
+@dataclass
+class Summary:
+    """Means and sds per site in model space, the deterministic sites included (``std`` None for a point)."""
+
+    mean: dict
+    std: dict
+
+
+def deterministic_sites(model, args, kwargs, values):
+    """The model's deterministic sites (eight schools' theta, the GP's f) at one set of latent values."""
+    tr = trace(replace(model, values)).get_trace(*args, **kwargs)
+    return {name: np.asarray(site.value) for name, site in tr.items() if site.type == "deterministic"}
+
+
+def summarize(result, model, args, kwargs, rng_seed, num_draws=1000):
+    """``result``'s means and sds, plus those of the deterministic sites from ``num_draws`` of its draws.
+
+    A point estimate (``.values``) gets the deterministic sites at the point and no sds.
+    """
+    if not hasattr(result, "sample"):
+        point = dict(result.values)
+        point.update(deterministic_sites(model, args, kwargs, point))
+        return Summary(point, None)
+    mean, std = dict(result.mean), dict(result.std)
+    first = deterministic_sites(model, args, kwargs, {k: np.asarray(v) for k, v in result.mean.items()})
+    if first:
+        draws = result.sample(num_draws, rng_seed)
+        derived = [deterministic_sites(model, args, kwargs, {k: v[i] for k, v in draws.items()})
+                   for i in range(num_draws)]
+        for name in first:
+            stacked = np.stack([d[name] for d in derived])
+            mean[name], std[name] = stacked.mean(0), stacked.std(0, ddof=1)
+    return Summary(mean, std)
+
+
+def khat_of(result, model, args, kwargs, rng_seed):
+    """The result's own k-hat if it has one, else PSIS k-hat of its guide (1000 draws)."""
+    if getattr(result, "khat", None) is not None:
+        return float(result.khat)
+    return psis_khat(model, result.guide, result.params, *args, num_samples=1000, rng_seed=rng_seed, **kwargs).khat
+
+
+@dataclass
+class Outcome:
+    posterior: str
+    engine: str
+    worst_z: float = np.nan
+    worst_sd_ratio: float = np.nan
+    khat: float = np.nan
+    seconds: float = np.nan
+    verdict: str = "error"
+    note: str = ""
+
+
+def verdict(comparison, kind, khat, warned, divergences):
+    """ok / flagged / SILENT-WRONG from the comparison and what the engine said."""
+    z_tol, sd_bounds = SAMPLER_BOUNDS if kind == "sampler" else APPROXIMATION_BOUNDS
+    if comparison.ok(z_tol, None if kind == "point" else sd_bounds):
+        return "ok"
+    said = khat > KHAT_LIMIT or np.isnan(khat) and kind != "point" or warned or divergences  # NaN: PSIS failed
+    return "flagged" if said else "SILENT-WRONG"
+
+
+def run_task(name, engine, rng_seed=0):
+    """Fit one posterior with one engine and judge it: an independent task."""
+    fit, kind = ENGINES[engine]
+    model, args, kwargs = posteriordb.model(name)
+    outcome = Outcome(name, engine)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        start = time.perf_counter()
+        try:
+            result = fit(model, args, kwargs, rng_seed)
+        except Exception as err:  # an engine's failure is a row of the table, not the end of the run
+            outcome.seconds, outcome.note = time.perf_counter() - start, f"{type(err).__name__}: {err}"[:160]
+            return outcome
+        outcome.seconds = time.perf_counter() - start
+        try:
+            if kind != "point":
+                outcome.khat = khat_of(result, model, args, kwargs, rng_seed)
+            summary = summarize(result, model, args, kwargs, rng_seed)
+        except Exception as err:
+            outcome.note = f"after fitting: {type(err).__name__}: {err}"[:160]
+            return outcome
+    comparison = posteriordb.compare(summary, posteriordb.load(name))
+    outcome.worst_z, outcome.worst_sd_ratio = comparison.worst_z, comparison.worst_sd_ratio
+    divergences = int(np.sum(getattr(result, "divergences", 0) or 0))
+    outcome.verdict = verdict(comparison, kind, outcome.khat, bool(caught), divergences)
+    if caught:
+        outcome.note = f"warned: {str(caught[0].message)[:120]}"
+    return outcome
+
+
+def _fmt(x, spec):
+    return "n/a" if not np.isfinite(x) else format(x, spec)
+
+
+HEADER = f"{'posterior':44s} {'engine':15s} {'|z|':>8s} {'sd ratio':>9s} {'k-hat':>7s} {'seconds':>8s}  verdict"
+
+
+def row(o):
+    return (f"{o.posterior:44s} {o.engine:15s} {_fmt(o.worst_z, '8.3f'):>8s} {_fmt(o.worst_sd_ratio, '9.3f'):>9s} "
+            f"{_fmt(o.khat, '7.2f'):>7s} {o.seconds:8.2f}  {o.verdict}")
+
+
+def print_notes(outcomes):
+    notes = [o for o in outcomes if o.note]
+    if notes:
+        print("\nnotes:")
+        for o in notes:
+            print(f"  {o.posterior} / {o.engine}: {o.note}")
+    print("\n|z|: worst |mean - reference mean| / reference sd over every scalar; sd ratio: the one farthest from 1")
+    print("(log scale). MAP has no sd (n/a): its verdict is by |z| alone. k-hat: PSIS of the approximation's draws.")
+
+
+def print_summary(outcomes, engines):
+    print(f"\n{'engine':15s} {'ok':>4s} {'flagged':>8s} {'silent-wrong':>13s} {'error':>6s} {'seconds':>8s}")
+    for engine in engines:
+        mine = [o for o in outcomes if o.engine == engine]
+        count = {v: sum(o.verdict == v for o in mine) for v in ("ok", "flagged", "SILENT-WRONG", "error")}
+        print(f"{engine:15s} {count['ok']:4d} {count['flagged']:8d} {count['SILENT-WRONG']:13d} {count['error']:6d} "
+              f"{sum(o.seconds for o in mine):8.1f}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=list(ENGINES))
+    parser.add_argument("--posteriors", nargs="+", default=None, metavar="NAME")
+    parser.add_argument("--quick", action="store_true", help="the regressions only, ADVI and MAP capped at 2000 steps")
+    parser.add_argument("--advi-steps", type=int, default=SETTINGS["advi_steps"])
+    parser.add_argument("--map-steps", type=int, default=SETTINGS["map_steps"])
+    args = parser.parse_args(argv)
+    print("# python benchmarks/posteriordb.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+    print(f"# {platform.machine()}, {platform.python_implementation()} {platform.python_version()}")
+    SETTINGS["advi_steps"], SETTINGS["map_steps"] = args.advi_steps, args.map_steps
+    names = args.posteriors or posteriordb.names()
+    if args.quick:
+        names = [n for n in names if n in posteriordb.REGRESSIONS]
+        SETTINGS["advi_steps"], SETTINGS["map_steps"] = min(args.advi_steps, 2000), min(args.map_steps, 2000)
+    unknown = sorted(set(names) - set(posteriordb.names()))
+    if unknown:
+        parser.error(f"unknown posteriors {unknown}; known: {posteriordb.names()}")
+    tasks = [(name, engine) for name in names for engine in args.engines]
+    start = time.perf_counter()
+    print(HEADER)
+    outcomes = []
+    for name, engine in tasks:  # independent tasks: each row prints as it finishes
+        outcomes.append(run_task(name, engine))
+        print(row(outcomes[-1]), flush=True)
+    print_notes(outcomes)
+    print_summary(outcomes, args.engines)
+    print(f"\ntotal {time.perf_counter() - start:.0f} s for {len(tasks)} fits")
+
+
+if __name__ == "__main__":
+    main()

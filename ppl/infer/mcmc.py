@@ -1,0 +1,751 @@
+"""Hamiltonian Monte Carlo on a model's potential: multinomial NUTS as Stan does it, and static HMC.
+
+NUTS (Hoffman & Gelman 2014, in the form of Betancourt 2017 and Stan's
+``base_nuts``): each transition draws a momentum p ~ N(0, M), then doubles a
+trajectory of leapfrog steps forwards or backwards in time at random. Within
+a new subtree a point is chosen with probability proportional to its weight
+exp(-H) (multinomial sampling); at the top level the subtree's choice
+replaces the current one with probability min(1, W_subtree / W_old) (biased
+progressive sampling, which favours points far from the start). Doubling
+stops at a U-turn by the generalized criterion: with rho the sum of the
+momenta of a (sub)tree and p# = M^-1 p at its ends, continue while
+p#_minus . rho > 0 and p#_plus . rho > 0, checked for every subtree and, as
+Stan >= 2.26 does, across the boundary of every merge (each half extended by
+the first point of the other). An energy error H - H0 above 1000 is a
+divergence and ends the tree.
+
+Warm-up is Stan's: the initial step-size heuristic, dual averaging of log
+step size towards the target acceptance (gamma 0.05, t0 10, kappa 0.75,
+mu = log(10 eps)), and the (diagonal or dense) inverse mass matrix estimated
+from the draws of windows of 25, 50, 100, ... iterations after a 75-iteration
+buffer and before a 50-iteration terminal buffer, regularised towards 1e-3 I.
+
+The chains advance together: every leapfrog step is one evaluation of the
+potential for all chains still building their trees (a chain whose tree has
+finished waits, masked out), so C chains cost about one chain's calls.
+Each chain's randomness comes from its own generator seeded with
+``fold_in(rng_seed, chain)``, so chains run together, one at a time, or in
+another process give the same draws.
+"""
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..core import fold_in
+from ..errors import NonFiniteError, SupportError
+from . import diagnostics
+from .potential import Potential
+
+MAX_DELTA_H = 1000.0
+
+
+# ------------------------------------------------------------------ mass matrices
+
+
+class _DiagonalMetric:
+    """Per chain an inverse mass vector: p# = M^-1 p elementwise, p = z / sqrt(M^-1)."""
+
+    def __init__(self, inverse):
+        self.inverse = inverse  # (C, D)
+        self.scale = 1.0 / np.sqrt(inverse)
+
+    def sharp(self, p, rows):
+        return self.inverse[rows] * p
+
+    def momentum(self, z, rows):
+        return self.scale[rows] * z
+
+
+class _DenseMetric:
+    """Per chain an inverse mass matrix: p# = M^-1 p, p = chol(M) z."""
+
+    def __init__(self, inverse):
+        self.inverse = inverse  # (C, D, D)
+        self.chol = np.linalg.cholesky(np.linalg.inv(inverse))
+
+    def sharp(self, p, rows):
+        return np.einsum("cij,cj->ci", self.inverse[rows], p)
+
+    def momentum(self, z, rows):
+        return np.einsum("cij,cj->ci", self.chol[rows], z)
+
+
+def _kinetic(p, p_sharp):
+    return 0.5 * np.einsum("cd,cd->c", p, p_sharp)
+
+
+def _criterion(p_sharp_minus, p_sharp_plus, rho):
+    """The generalized no-U-turn criterion: True while the (sub)tree still expands."""
+    return (np.einsum("cd,cd->c", p_sharp_plus, rho) > 0) & (np.einsum("cd,cd->c", p_sharp_minus, rho) > 0)
+
+
+# ------------------------------------------------------------------ evaluation
+
+
+class _Energy:
+    """The potential on rows of chain positions; a point outside the support or with a non-finite
+    value or gradient gets U = inf (the step is then a divergence), as Stan rejects such proposals."""
+
+    def __init__(self, potential):
+        self.potential = potential
+
+    def __call__(self, q):
+        try:
+            values, grads = self.potential.value_and_grad(q)
+        except (SupportError, FloatingPointError, np.linalg.LinAlgError):
+            rows = [self._one(x) for x in q]
+            values, grads = np.array([r[0] for r in rows]), np.stack([r[1] for r in rows])
+        bad = ~(np.isfinite(values) & np.all(np.isfinite(grads), axis=-1))
+        if bad.any():
+            values, grads = values.copy(), grads.copy()
+            values[bad], grads[bad] = np.inf, 0.0
+        return values, grads
+
+    def _one(self, x):
+        try:
+            value, grad = self.potential.value_and_grad(x[None])
+            return value[0], grad[0]
+        except (SupportError, FloatingPointError, np.linalg.LinAlgError):
+            return np.inf, np.zeros_like(x)
+
+
+# ------------------------------------------------------------------ NUTS transition
+
+
+@dataclass
+class _Subtree:
+    valid: np.ndarray
+    lsw: np.ndarray
+    rho: np.ndarray
+    begin_p: np.ndarray
+    begin_sharp: np.ndarray
+    end: tuple  # q, p, grad, potential, p_sharp of the last point
+    proposal: tuple  # q, p, grad, potential
+    num_steps: np.ndarray
+    sum_metro: np.ndarray
+    divergent: np.ndarray
+
+
+def _leapfrog(energy, metric, rows, q, p, grad, step):
+    """One leapfrog step of signed size ``step`` (per row) for the chains ``rows``."""
+    half = p - 0.5 * step * grad
+    q = q + step * metric.sharp(half, rows)
+    pot, grad = energy(q)
+    p = half - 0.5 * step * grad
+    return q, p, grad, pot
+
+
+def _subtree(energy, metric, rows, depth, q, p, grad, pot, step, h0, uniforms):
+    """Build a subtree of 2^depth leapfrog steps for each chain in ``rows``, iteratively.
+
+    The binary tree of Stan's recursion is kept as a counter: after step k
+    (0-based) the sub-subtrees of size 2^m with 2^m | k + 1 are complete,
+    and each gets its U-turn checks (the whole, and each half extended by
+    the neighbouring point of the other). Per level the first point of the
+    open node and the last point of the previous one are kept, with prefix
+    sums of the momenta, so rho of any node is a difference of two sums.
+    A chain that diverges or U-turns stops (its subtree is invalid).
+    """
+    n, d = q.shape
+    levels = depth + 1
+    q, p, grad, pot = q.copy(), p.copy(), grad.copy(), pot.copy()
+    p_sharp = np.zeros_like(p)
+    alive, alive_count = np.ones(n, bool), n
+    lsw = np.full(n, -np.inf)
+    sum_metro, num_steps, divergent = np.zeros(n), np.zeros(n, int), np.zeros(n, bool)
+    prop_q, prop_p, prop_grad, prop_pot = q.copy(), p.copy(), grad.copy(), pot.copy()
+    prefix = np.zeros((n, d))
+    before = np.zeros((n, levels, d))  # prefix sum before each level's open node
+    begin_p, begin_sharp = np.zeros((n, levels, d)), np.zeros((n, levels, d))
+    end_p, end_sharp = np.zeros((n, levels, d)), np.zeros((n, levels, d))
+    for k in range(2 ** depth):
+        if alive_count == n:  # the common case: a slice, not a gather, for every array below
+            r, full = slice(None), rows
+        elif alive_count:
+            r = np.flatnonzero(alive)
+            full = rows[r]
+        else:
+            break
+        qk, pk, gk, uk = _leapfrog(energy, metric, full, q[r], p[r], grad[r], step[r])
+        sk = metric.sharp(pk, full)
+        h = uk + _kinetic(pk, sk)
+        h = np.where(np.isnan(h), np.inf, h)
+        q[r], p[r], grad[r], pot[r], p_sharp[r] = qk, pk, gk, uk, sk
+        w = h0[r] - h
+        new_lsw = np.logaddexp(lsw[r], w)
+        with np.errstate(invalid="ignore"):
+            take = uniforms[r, k] < np.exp(w - new_lsw)
+        lsw[r] = new_lsw
+        t = np.arange(n)[r][take]
+        prop_q[t], prop_p[t], prop_grad[t], prop_pot[t] = qk[take], pk[take], gk[take], uk[take]
+        sum_metro[r] += np.where(w > 0, 1.0, np.exp(np.minimum(w, 0.0)))
+        num_steps[r] += 1
+        prefix[r] += pk
+        s = prefix[r]
+        for m in range(levels):
+            if k % (1 << m):
+                break
+            begin_p[r, m], begin_sharp[r, m], before[r, m] = pk, sk, s - pk
+        ok = -w <= MAX_DELTA_H  # h = inf (w = -inf) is a divergence too
+        divergent[r] |= ~ok
+        for m in range(1, levels):
+            if (k + 1) % (1 << m):
+                break
+            rho_left = before[r, m - 1] - before[r, m]
+            rho_right = s - before[r, m - 1]
+            ok &= _criterion(begin_sharp[r, m], sk, s - before[r, m])
+            ok &= _criterion(begin_sharp[r, m], begin_sharp[r, m - 1], rho_left + begin_p[r, m - 1])
+            ok &= _criterion(end_sharp[r, m - 1], sk, rho_right + end_p[r, m - 1])
+        for m in range(levels):
+            if (k + 1) % (1 << m):
+                break
+            end_p[r, m], end_sharp[r, m] = pk, sk
+        alive[r] = ok
+        alive_count = int(np.count_nonzero(alive))
+    return _Subtree(alive, lsw, prefix, begin_p[:, depth], begin_sharp[:, depth], (q, p, grad, pot, p_sharp),
+                    (prop_q, prop_p, prop_grad, prop_pot), num_steps, sum_metro, divergent)
+
+
+class _NUTSKernel:
+    def __init__(self, max_tree_depth):
+        self.max_tree_depth = max_tree_depth
+
+    def transition(self, energy, metric, state, step_size, rngs):
+        """One NUTS transition for every chain: returns the new state and per-chain statistics."""
+        q, pot, grad = state
+        c, d = q.shape
+        everyone = np.arange(c)
+        p = metric.momentum(np.stack([rng.standard_normal(d) for rng in rngs]), everyone)
+        p_sharp = metric.sharp(p, everyone)
+        h0 = pot + _kinetic(p, p_sharp)
+        # the two ends of each chain's trajectory: q, p, grad, potential, p#
+        left = [q.copy(), p.copy(), grad.copy(), pot.copy(), p_sharp.copy()]
+        right = [x.copy() for x in left]
+        sample = [q.copy(), p.copy(), grad.copy(), pot.copy()]
+        lsw, rho = np.zeros(c), p.copy()
+        depth, num_steps, sum_metro = np.zeros(c, int), np.zeros(c, int), np.zeros(c)
+        divergent, active = np.zeros(c, bool), np.ones(c, bool)
+        for j in range(self.max_tree_depth):
+            a = np.flatnonzero(active)
+            if not a.size:
+                break
+            u = np.stack([rngs[i].random(2 + (1 << j)) for i in a])
+            forward = u[:, 0] > 0.5
+            start = [np.where(forward[:, None] if x.ndim == 2 else forward, rx[a], lx[a])
+                     for lx, rx, x in zip(left, right, left)]
+            step = np.where(forward, 1.0, -1.0)[:, None] * step_size[a, None]
+            sub = _subtree(energy, metric, a, j, start[0], start[1], start[2], start[3], step, h0[a], u[:, 2:])
+            num_steps[a] += sub.num_steps
+            sum_metro[a] += sub.sum_metro
+            divergent[a] |= sub.divergent
+            v = sub.valid
+            active[a[~v]] = False
+            a, forward, u = a[v], forward[v], u[v]
+            if not a.size:
+                break
+            depth[a] += 1
+            sub_lsw = sub.lsw[v]
+            with np.errstate(invalid="ignore", over="ignore"):
+                take = (sub_lsw > lsw[a]) | (u[:, 1] < np.exp(sub_lsw - lsw[a]))
+            for x, y in zip(sample, sub.proposal):
+                x[a[take]] = y[v][take]
+            lsw[a] = np.logaddexp(lsw[a], sub_lsw)
+            near_p = np.where(forward[:, None], right[1][a], left[1][a])
+            near_sharp = np.where(forward[:, None], right[4][a], left[4][a])
+            far_sharp = np.where(forward[:, None], left[4][a], right[4][a])
+            rho_old, rho_new = rho[a], sub.rho[v]
+            rho[a] = rho_old + rho_new
+            end_sharp = sub.end[4][v]
+            persist = (_criterion(far_sharp, end_sharp, rho[a])
+                       & _criterion(far_sharp, sub.begin_sharp[v], rho_old + sub.begin_p[v])
+                       & _criterion(near_sharp, end_sharp, rho_new + near_p))
+            for side, mask in ((right, forward), (left, ~forward)):
+                for x, y in zip(side, sub.end):
+                    x[a[mask]] = y[v][mask]
+            active[a[~persist]] = False
+        sample_sharp = metric.sharp(sample[1], everyone)
+        stats = {"accept_prob": sum_metro / np.maximum(num_steps, 1), "tree_depth": depth, "num_steps": num_steps,
+                 "diverging": divergent, "energy": sample[3] + _kinetic(sample[1], sample_sharp),
+                 "lp": -sample[3]}
+        return (sample[0], sample[3], sample[2]), stats
+
+
+class _HMCKernel:
+    def __init__(self, num_steps):
+        self.num_steps = num_steps
+
+    def transition(self, energy, metric, state, step_size, rngs):
+        """``num_steps`` leapfrog steps for every chain at once, then a Metropolis correction."""
+        q0, pot0, grad0 = state
+        c, d = q0.shape
+        everyone = np.arange(c)
+        p = metric.momentum(np.stack([rng.standard_normal(d) for rng in rngs]), everyone)
+        h0 = pot0 + _kinetic(p, metric.sharp(p, everyone))
+        q, grad, pot = q0, grad0, pot0
+        step = step_size[:, None]
+        for _ in range(self.num_steps):
+            q, p, grad, pot = _leapfrog(energy, metric, everyone, q, p, grad, step)
+        h = pot + _kinetic(p, metric.sharp(p, everyone))
+        h = np.where(np.isnan(h), np.inf, h)
+        log_accept = np.minimum(h0 - h, 0.0)
+        u = np.array([rng.random() for rng in rngs])
+        accept = np.log(u) < log_accept
+        new = tuple(np.where(accept[:, None] if x.ndim == 2 else accept, x, x0)
+                    for x, x0 in zip((q, pot, grad), state))
+        stats = {"accept_prob": np.exp(log_accept), "tree_depth": np.zeros(c, int),
+                 "num_steps": np.full(c, self.num_steps), "diverging": h - h0 > MAX_DELTA_H,
+                 "energy": np.where(accept, h, h0), "lp": -new[1]}
+        return new, stats
+
+
+# ------------------------------------------------------------------ warm-up
+
+
+class _DualAveraging:
+    """Nesterov dual averaging of log step size towards ``target`` acceptance (Stan's constants)."""
+
+    def __init__(self, step_size, target, gamma=0.05, t0=10.0, kappa=0.75):
+        self.target, self.gamma, self.t0, self.kappa = target, gamma, t0, kappa
+        self.restart(step_size)
+
+    def restart(self, step_size):
+        self.mu = np.log(10 * step_size)
+        self.counter, self.s_bar, self.x_bar = 0, np.zeros_like(step_size), np.zeros_like(step_size)
+
+    def learn(self, accept_prob):
+        self.counter += 1
+        accept_prob = np.minimum(accept_prob, 1.0)
+        eta = 1.0 / (self.counter + self.t0)
+        self.s_bar = (1 - eta) * self.s_bar + eta * (self.target - accept_prob)
+        x = self.mu - self.s_bar * math.sqrt(self.counter) / self.gamma
+        x_eta = self.counter ** -self.kappa
+        self.x_bar = (1 - x_eta) * self.x_bar + x_eta * x
+        return np.exp(x)
+
+    def final(self):
+        return np.exp(self.x_bar)
+
+
+def window_schedule(num_warmup, init_buffer=75, term_buffer=50, base_window=25):
+    """Stan's windowed adaptation: (iterations whose draws feed the mass matrix, iterations that end a window).
+
+    Windows double from ``base_window`` after ``init_buffer`` iterations; the
+    last one stretches to ``term_buffer`` before the end. Short warm-ups
+    shrink the buffers as Stan does (15% / 75% / 10%); under 20 iterations
+    there is no mass adaptation.
+    """
+    if num_warmup < 20:
+        return np.zeros(num_warmup, bool), set()
+    if init_buffer + base_window + term_buffer > num_warmup:
+        init_buffer, term_buffer = int(0.15 * num_warmup), int(0.1 * num_warmup)
+        base_window = num_warmup - (init_buffer + term_buffer)
+    last = num_warmup - term_buffer - 1
+    collect = np.array([init_buffer <= i < num_warmup - term_buffer for i in range(num_warmup)])
+    ends, size, next_end = set(), base_window, init_buffer + base_window - 1
+    for i in range(num_warmup):
+        if i != next_end:
+            continue
+        ends.add(i)
+        if next_end == last:
+            continue
+        size *= 2
+        next_end = i + size
+        if next_end != last and next_end + 2 * size >= num_warmup - term_buffer:
+            next_end = last
+    return collect, ends
+
+
+class _Welford:
+    """Running mean and (co)variance per chain."""
+
+    def __init__(self, c, d, dense):
+        self.dense, self.n = dense, 0
+        self.mean = np.zeros((c, d))
+        self.m2 = np.zeros((c, d, d) if dense else (c, d))
+
+    def add(self, x):
+        self.n += 1
+        delta = x - self.mean
+        self.mean += delta / self.n
+        if self.dense:
+            self.m2 += np.einsum("ci,cj->cij", x - self.mean, delta)
+        else:
+            self.m2 += (x - self.mean) * delta
+
+    def regularized(self):
+        """Stan's estimate: shrink the sample (co)variance towards 1e-3 I with weight 5 / (n + 5)."""
+        n = self.n
+        cov = self.m2 / (n - 1)
+        shrink = 1e-3 * 5.0 / (n + 5.0)
+        if self.dense:
+            return (n / (n + 5.0)) * cov + shrink * np.eye(cov.shape[-1])
+        return (n / (n + 5.0)) * cov + shrink
+
+
+def _find_step_size(energy, metric, state, step_size, rngs):
+    """Stan's heuristic: double or halve each chain's step until one leapfrog step's acceptance
+    exp(H0 - H) crosses 0.8."""
+    q, pot, grad = state
+    c, d = q.shape
+    step_size = step_size.copy()
+    direction = np.zeros(c)
+    active = np.ones(c, bool)
+    for _ in range(100):
+        a = np.flatnonzero(active)
+        if not a.size:
+            break
+        p = metric.momentum(np.stack([rngs[i].standard_normal(d) for i in a]), a)
+        h0 = pot[a] + _kinetic(p, metric.sharp(p, a))
+        _, p1, _, pot1 = _leapfrog(energy, metric, a, q[a], p, grad[a], step_size[a, None])
+        h = pot1 + _kinetic(p1, metric.sharp(p1, a))
+        h = np.where(np.isnan(h), np.inf, h)
+        delta = h0 - h
+        first = direction[a] == 0
+        direction[a[first]] = np.where(delta[first] > np.log(0.8), 1.0, -1.0)
+        dir_a = direction[a]
+        done = np.where(dir_a == 1, ~(delta > np.log(0.8)), ~(delta < np.log(0.8))) & ~first
+        active[a[done]] = False
+        grow = a[~done & ~first]  # the first trial only sets the direction, as Stan's
+        step_size[grow] = np.where(direction[grow] == 1, 2 * step_size[grow], 0.5 * step_size[grow])
+        if np.any(step_size > 1e7) or np.any(step_size == 0):
+            raise NonFiniteError("NUTS: the initial step-size search diverged: the posterior is improper or the "
+                                 "potential is numerically flat or ill-defined")
+    return step_size
+
+
+# ------------------------------------------------------------------ the run of a batch of chains
+
+
+def _initial_state(potential, energy, init, rngs, chains):
+    """Each chain's first point: Stan's uniform(-2, 2) unconstrained (redrawn up to 100 times until the
+    potential and its gradient are finite), a dict of site values, or a given flat array."""
+    d = potential.dim
+    rows = []
+    for rng, chain in zip(rngs, chains):
+        for _ in range(100):
+            u = (init[chain] if init.ndim == 2 else init) if isinstance(init, np.ndarray) else potential.init(rng, init)
+            if np.isfinite(energy(u[None])[0][0]):
+                break
+            if isinstance(init, np.ndarray):
+                raise NonFiniteError(f"chain {chain}: the given initial point has a non-finite log density or gradient")
+        else:
+            raise NonFiniteError(f"chain {chain}: no initial point with a finite log density and gradient after 100 "
+                                 f"tries (init={init!r}); check the model's supports, or pass init= a dict of "
+                                 "valid values")
+        rows.append(u)
+    q = np.stack(rows) if rows else np.zeros((0, d))
+    pot, grad = energy(q)
+    return q, pot, grad
+
+
+def run_chains(potential, kernel, chains, rng_seed, num_warmup, num_samples, init="uniform", step_size=None,
+               target_accept=0.8, dense_mass=False, adapt=True, callback=None):
+    """Warm up and sample the chains numbered ``chains`` together; every array has a leading chain axis.
+
+    Returns a dict: ``positions`` (C, num_samples, D), per-draw ``stats``
+    {name: (C, num_samples)}, the final ``step_size`` (C,) and
+    ``inverse_mass`` (C, D) or (C, D, D).
+    """
+    chains = list(chains)
+    c, d = len(chains), potential.dim
+    rngs = [np.random.Generator(np.random.PCG64(fold_in(rng_seed, int(chain)))) for chain in chains]
+    energy = _Energy(potential)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        state = _initial_state(potential, energy, init, rngs, chains)
+        metric = _DenseMetric(np.broadcast_to(np.eye(d), (c, d, d)).copy()) if dense_mass else \
+            _DiagonalMetric(np.ones((c, d)))
+        eps = np.full(c, 1.0 if step_size is None else float(step_size))
+        if adapt:
+            eps = _find_step_size(energy, metric, state, eps, rngs)
+            averaging = _DualAveraging(eps, target_accept)
+            collect, ends = window_schedule(num_warmup)
+            welford = _Welford(c, d, dense_mass)
+        divergences = 0
+        for i in range(num_warmup):
+            state, stats = kernel.transition(energy, metric, state, eps, rngs)
+            divergences += int(stats["diverging"].sum())
+            if adapt:
+                eps = averaging.learn(stats["accept_prob"])
+                if collect[i]:
+                    welford.add(state[0])
+                if i in ends:
+                    inverse = welford.regularized()
+                    metric = _DenseMetric(inverse) if dense_mass else _DiagonalMetric(inverse)
+                    welford = _Welford(c, d, dense_mass)
+                    eps = _find_step_size(energy, metric, state, eps, rngs)
+                    averaging.restart(eps)
+            if callback is not None:
+                callback("warmup", eps, divergences)
+        if adapt and num_warmup:
+            eps = averaging.final()
+        positions = np.empty((c, num_samples, d))
+        records = {}
+        divergences = 0
+        for i in range(num_samples):
+            state, stats = kernel.transition(energy, metric, state, eps, rngs)
+            positions[:, i] = state[0]
+            for name, value in stats.items():
+                if name not in records:
+                    records[name] = np.empty((c, num_samples), dtype=np.asarray(value).dtype)
+                records[name][:, i] = value
+            divergences += int(stats["diverging"].sum())
+            if callback is not None:
+                callback("sample", eps, divergences)
+    if num_samples == 0:
+        records = {name: np.empty((c, 0)) for name in ("accept_prob", "tree_depth", "num_steps", "diverging",
+                                                         "energy", "lp")}
+    records["step_size"] = np.broadcast_to(eps[:, None], (c, num_samples)).copy()
+    return {"positions": positions, "stats": records, "step_size": eps, "inverse_mass": metric.inverse}
+
+
+def _run_chain_worker(spec, chain):
+    """One chain in a worker process (module level, so an Executor can pickle it)."""
+    model, args, kwargs, settings = spec
+    potential = Potential(model, args, kwargs)
+    return run_chains(potential, chains=[chain], **settings)
+
+
+# ------------------------------------------------------------------ results
+
+
+@dataclass
+class MCMCResult:
+    """Draws of a Markov chain Monte Carlo run, in the model's own space.
+
+    ``samples``: {site: (chains, draws, *shape)} for the latent and
+    deterministic sites; ``stats``: {name: (chains, draws)} per draw
+    (accept_prob, tree_depth, num_steps, diverging, energy, lp, step_size);
+    ``positions``: the unconstrained draws (chains, draws, D).
+    """
+
+    samples: dict
+    stats: dict
+    positions: np.ndarray = field(repr=False)
+    step_size: np.ndarray = None
+    inverse_mass: np.ndarray = field(default=None, repr=False)
+    potential: Potential = field(default=None, repr=False)
+    max_tree_depth: int = None
+
+    @property
+    def num_chains(self):
+        return self.positions.shape[0]
+
+    @property
+    def num_draws(self):
+        return self.positions.shape[1]
+
+    @property
+    def mean(self):
+        return {name: np.mean(v, axis=(0, 1)) for name, v in self.samples.items()}
+
+    @property
+    def std(self):
+        return {name: np.std(v, axis=(0, 1), ddof=1) for name, v in self.samples.items()}
+
+    @property
+    def divergences(self):
+        return int(np.sum(self.stats["diverging"]))
+
+    def sample(self, num_samples, rng_seed=0):
+        """``num_samples`` draws picked at random from all chains' draws (with replacement only if more are
+        asked for than exist): {site: (num_samples, *shape)}."""
+        total = self.num_chains * self.num_draws
+        rng = np.random.default_rng(rng_seed)
+        index = rng.choice(total, num_samples, replace=num_samples > total)
+        return {name: v.reshape((total,) + v.shape[2:])[index] for name, v in self.samples.items()}
+
+    def summary(self, prob=0.9):
+        """The posterior table: mean, sd, quantiles, ess_bulk, ess_tail, r_hat, mcse per entry."""
+        return diagnostics.summary(self.samples, prob)
+
+    def e_bfmi(self):
+        """Energy Bayesian fraction of missing information per chain (below 0.3: the momentum resampling
+        explores the energy levels poorly)."""
+        energy = self.stats["energy"]
+        return np.sum(np.diff(energy, axis=1) ** 2, axis=1) / np.sum(
+            (energy - energy.mean(axis=1, keepdims=True)) ** 2, axis=1)
+
+    def problems(self):
+        """What Stan would warn about, as sentences (empty when nothing is wrong)."""
+        found = []
+        total = self.num_chains * self.num_draws
+        if self.divergences:
+            found.append(f"{self.divergences} of {total} draws ended in a divergent transition; the posterior may "
+                         "be biased there (raise target_accept, or reparameterize, e.g. noncentered)")
+        if self.max_tree_depth is not None and "tree_depth" in self.stats:
+            saturated = int(np.sum(self.stats["tree_depth"] >= self.max_tree_depth))
+            if saturated:
+                found.append(f"{saturated} of {total} draws hit the maximum tree depth {self.max_tree_depth}; "
+                             "raise max_tree_depth or reparameterize")
+        if self.num_draws >= 4:
+            bad_rhat, low_ess = [], []
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                for name, v in self.samples.items():
+                    if name not in self.potential.shapes:
+                        continue
+                    rh = np.atleast_1d(diagnostics.r_hat(v)).ravel()
+                    es = np.atleast_1d(diagnostics.ess(v, "bulk")).ravel()
+                    if np.any(rh > 1.01):
+                        bad_rhat.append(f"{name} ({np.nanmax(rh):.3f})")
+                    if np.any(es < 100 * self.num_chains):
+                        low_ess.append(f"{name} ({np.nanmin(es):.0f})")
+            if bad_rhat:
+                found.append(f"R-hat above 1.01 for {', '.join(bad_rhat)}: the chains have not mixed")
+            if low_ess:
+                found.append(f"bulk ESS below 100 per chain for {', '.join(low_ess)}: run longer")
+            bfmi = self.e_bfmi()
+            if np.any(bfmi < 0.3):
+                found.append(f"E-BFMI below 0.3 in chains {np.flatnonzero(bfmi < 0.3).tolist()} "
+                             f"({np.round(bfmi, 2).tolist()}): reparameterize")
+        return found
+
+
+# ------------------------------------------------------------------ front-ends
+
+
+class _MCMC:
+    """Shared by NUTS and HMC: the run over chains (together, one at a time, or in an executor)."""
+
+    dense_mass = False
+    target_accept = 0.8
+    max_tree_depth = None
+
+    def _kernel(self):
+        raise NotImplementedError
+
+    def _settings(self, rng_seed, num_warmup, num_samples, init):
+        raise NotImplementedError
+
+    def run(self, num_samples, *args, num_warmup=1000, num_chains=4, rng_seed=0, progress=True, executor=None,
+            vectorize_chains=True, **kwargs):
+        """Warm up and draw ``num_samples`` per chain; returns an ``MCMCResult``."""
+        for name, value, low in (("num_samples", num_samples, 1), ("num_warmup", num_warmup, 0),
+                                 ("num_chains", num_chains, 1)):
+            if isinstance(value, bool) or int(value) != value or value < low:
+                raise ValueError(f"{type(self).__name__}.run: {name} must be an int >= {low}, got {value!r}")
+        num_samples, num_warmup, num_chains = int(num_samples), int(num_warmup), int(num_chains)
+        potential = Potential(self.model, args, kwargs)
+        if potential.dim == 0:
+            raise ValueError(f"{type(self).__name__}: the model has no continuous latent sites to sample")
+        init = self._initial(potential, args, kwargs)
+        settings = self._settings(rng_seed, num_warmup, num_samples, init)
+        if executor is not None:
+            spec = (self.model, tuple(args), dict(kwargs), settings)
+            futures = [executor.submit(_run_chain_worker, spec, chain) for chain in range(num_chains)]
+            parts = [f.result() for f in futures]
+        else:
+            bar = self._bar(progress, num_chains if not vectorize_chains else 1, num_warmup + num_samples)
+            callback = None if bar is None else bar.update_with
+            try:
+                if vectorize_chains and num_chains > 1 and self._vectorizes(potential, num_chains, init):
+                    parts = [run_chains(potential, chains=range(num_chains), callback=callback, **settings)]
+                else:
+                    parts = [run_chains(potential, chains=[chain], callback=callback, **settings)
+                             for chain in range(num_chains)]
+            finally:
+                if bar is not None:
+                    bar.close()
+        result = self._collect(potential, parts)
+        for problem in result.problems():
+            warnings.warn(f"{type(self).__name__}: {problem}", stacklevel=2)
+        return result
+
+    def _vectorizes(self, potential, num_chains, init):
+        """Try the potential on a batch of chains once (it falls back to a loop, with a warning, if not)."""
+        rng = np.random.default_rng(0)
+        flat = init if isinstance(init, np.ndarray) and init.ndim == 2 else \
+            np.stack([potential.init(rng) for _ in range(min(num_chains, 2))])
+        try:
+            potential.value_and_grad(flat)
+        except Exception:  # noqa: BLE001 - a bad point here is the initialisation's business, not ours
+            return potential.vectorized is not False
+        return potential.vectorized is not False
+
+    def _initial(self, potential, args, kwargs):
+        if isinstance(self.init, dict) or self.init == "uniform":
+            return self.init
+        if self.init == "laplace":
+            return _mode(potential)
+        raise ValueError(f"{type(self).__name__}: init must be 'uniform', 'laplace' or a dict of site values, "
+                         f"got {self.init!r}")
+
+    def _bar(self, progress, num_runs, per_run):
+        if not progress:
+            return None
+        from tqdm.auto import tqdm  # imported on use: `import ppl` stays light
+
+        bar = tqdm(total=num_runs * per_run, desc=type(self).__name__, mininterval=0.25)
+
+        def update_with(phase, eps, divergences):
+            bar.update(1)
+            if bar.n % 20 == 0:
+                bar.set_postfix(phase=phase, step_size=f"{float(np.mean(eps)):.3g}", divergences=divergences,
+                                refresh=False)
+
+        bar.update_with = update_with
+        return bar
+
+    def _collect(self, potential, parts):
+        positions = np.concatenate([p["positions"] for p in parts])
+        stats = {name: np.concatenate([p["stats"][name] for p in parts]) for name in parts[0]["stats"]}
+        c, n, d = positions.shape
+        values = potential.unravel(positions.reshape(c * n, d)) if n else {}
+        samples = {name: v.reshape((c, n) + v.shape[1:]) for name, v in values.items()}
+        return MCMCResult(samples, stats, positions, np.concatenate([p["step_size"] for p in parts]),
+                          np.concatenate([p["inverse_mass"] for p in parts]), potential, self.max_tree_depth)
+
+
+def _mode(potential):
+    """The mode of exp(-U) in the unconstrained space (L-BFGS from the origin): the Laplace centre."""
+    from scipy.optimize import minimize
+
+    def objective(u):
+        value, grad = potential.value_and_grad(u)
+        return (value, grad) if np.isfinite(value) else (np.inf, np.zeros_like(u))
+
+    fit = minimize(objective, np.zeros(potential.dim), jac=True, method="L-BFGS-B")
+    if not np.all(np.isfinite(fit.x)):
+        raise NonFiniteError(f"init='laplace': the mode search diverged ({fit.message})")
+    return fit.x
+
+
+class NUTS(_MCMC):
+    """The No-U-Turn sampler, multinomial with the generalized U-turn criterion, and Stan's warm-up.
+
+    ``target_accept`` is the dual-averaging target (Stan's adapt_delta);
+    ``dense_mass=True`` adapts a full inverse mass matrix (for correlated
+    posteriors); ``init`` is "uniform" (Stan's (-2, 2) jitter), a dict of
+    site values, or "laplace" (every chain starts at the mode).
+    """
+
+    def __init__(self, model, target_accept=0.8, max_tree_depth=10, dense_mass=False, init="uniform"):
+        if not 0 < target_accept < 1:
+            raise ValueError(f"NUTS: target_accept must lie in (0, 1), got {target_accept!r}")
+        if isinstance(max_tree_depth, bool) or int(max_tree_depth) != max_tree_depth or max_tree_depth < 1:
+            raise ValueError(f"NUTS: max_tree_depth must be an int >= 1, got {max_tree_depth!r}")
+        self.model, self.target_accept, self.max_tree_depth = model, float(target_accept), int(max_tree_depth)
+        self.dense_mass, self.init = bool(dense_mass), init
+
+    def _settings(self, rng_seed, num_warmup, num_samples, init):
+        return dict(kernel=_NUTSKernel(self.max_tree_depth), rng_seed=rng_seed, num_warmup=num_warmup,
+                    num_samples=num_samples, init=init, target_accept=self.target_accept,
+                    dense_mass=self.dense_mass, adapt=True)
+
+
+class HMC(_MCMC):
+    """Static Hamiltonian Monte Carlo: ``num_steps`` leapfrog steps of ``step_size`` and a Metropolis
+    correction, identity mass; warm-up iterations are discarded, nothing is adapted."""
+
+    def __init__(self, model, step_size, num_steps, init="uniform"):
+        if not step_size > 0:
+            raise ValueError(f"HMC: step_size must be positive, got {step_size!r}")
+        if isinstance(num_steps, bool) or int(num_steps) != num_steps or num_steps < 1:
+            raise ValueError(f"HMC: num_steps must be an int >= 1, got {num_steps!r}")
+        self.model, self.step_size, self.num_steps, self.init = model, float(step_size), int(num_steps), init
+
+    def _settings(self, rng_seed, num_warmup, num_samples, init):
+        return dict(kernel=_HMCKernel(self.num_steps), rng_seed=rng_seed, num_warmup=num_warmup,
+                    num_samples=num_samples, init=init, step_size=self.step_size, adapt=False)

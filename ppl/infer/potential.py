@@ -1,0 +1,383 @@
+"""The potential energy of a model on a flat unconstrained vector: what NUTS, HMC and Laplace move on.
+
+For latent sites z_1..z_K with supports S_k, each gets the bijection
+T_k = ``biject_to(S_k)`` from the reals, and the flat vector u concatenates
+the unconstrained pieces u_k in trace order. The potential is
+
+    U(u) = -( log p(x, T(u)) + sum_k log|det dT_k/du_k| ),
+
+whose exp(-U) is the posterior density of u. A support may depend on other
+latents (``Uniform(0, 1 - a)``): its transform is rebuilt from the site as it
+runs, so a draw never leaves its support; a support that does not depend on
+them is transformed by a map built once.
+
+The structure (sites, shapes, transforms, whether the model broadcasts over
+chains) is found once; an evaluation then runs the model under one small
+handler that sets each latent from its slice of u and adds up log-densities
+and log-Jacobians, and autograd gives the gradient in the same reverse pass
+(each site's slice is its own root on the tape: no slicing nodes).
+
+A leading axis of flats, shape (C, D), is C chains: the model runs once
+inside a plate of size C left of every batch axis (as the ELBO's particles),
+so the C log-densities and gradients cost one evaluation. A model that does
+not broadcast over that axis falls back to a loop over chains, with one
+warning saying why.
+"""
+import warnings
+
+import autograd.numpy as anp
+import numpy as np
+from autograd.tracer import getval, isbox
+
+from .. import kernels
+from ..autodiff import value_and_grads
+from ..core import Handler, plate, site_log_prob, sum_all
+from ..distributions.constraints import Constraint
+from ..distributions.transforms import IdentityTransform, biject_to
+from ..errors import PPLError, SiteError
+from ..handlers import seed, trace
+from .init import init_to_uniform
+
+CHAINS = "_chains"
+
+
+class NotVectorizable(PPLError):
+    """The model's log-densities did not broadcast along the chain axis."""
+
+
+class _Site:
+    """The layout of one latent site: where its piece of u lives and how it maps to the model's space."""
+
+    __slots__ = ("name", "shape", "batch_ndim", "ushape", "offset", "size", "transform", "pad")
+
+    def __init__(self, name, shape, batch_ndim, ushape, offset, transform):
+        self.name, self.shape, self.batch_ndim, self.ushape = name, shape, batch_ndim, ushape
+        self.offset, self.size = offset, int(np.prod(ushape, dtype=int))
+        self.transform = transform  # None: the support depends on other latents, rebuilt per run
+        self.pad = ()
+
+
+class _Evaluate(Handler):
+    """Set each latent site from its piece of u; collect log-densities and log-Jacobians as terms.
+
+    ``reduce`` turns a log-density array into a scalar (one run) or a (C,)
+    vector (a chain axis); ``record`` keeps constrained and deterministic
+    values for ``unravel``; ``inverse`` maps given constrained values back
+    to u instead (for initial points from a dict).
+    """
+
+    def __init__(self, sites, pieces, reduce, record=False, inverse=None):
+        super().__init__()
+        self.sites, self.pieces, self.reduce = sites, pieces, reduce
+        self.terms, self.used = [], 0
+        self.values = {} if record else None
+        self.inverse = inverse
+
+    def process(self, site):
+        if site.type != "sample" or site.value is not None:
+            return
+        layout = self.sites.get(site.name)
+        if layout is None:
+            raise SiteError(f"potential: latent site {site.name!r} did not exist when the model was first "
+                            f"traced (latent sites: {list(self.sites)}); the set of latent sites must not "
+                            "depend on their values", site.name)
+        transform = layout.transform or biject_to(site.fn.support)
+        if self.inverse is not None:
+            u = self.inverse(layout, transform, site)
+        else:
+            u = self.pieces[site.name]
+        y = transform(u)
+        site.value = y
+        self.used += 1
+        if type(transform) is not IdentityTransform:
+            self.terms.append(self.reduce(transform.log_abs_det_jacobian(u, y)))
+
+    def postprocess(self, site):
+        if site.type == "sample" and not site.intervened or site.type == "factor":
+            self.terms.append(self.reduce(site_log_prob(site)))
+        if self.values is not None and (site.type == "deterministic" or site.name in self.sites):
+            self.values[site.name] = site.value
+
+    def total(self):
+        if not self.terms:
+            return 0.0
+        return kernels.add_n(*self.terms, signs=(1.0,) * len(self.terms))
+
+
+def _chain_reducer(num_chains, batch_ndim):
+    """Sum a log-density array over everything but the chain axis (at ``-(batch_ndim + 1)``)."""
+
+    def reduce(lp):
+        shape = anp.shape(lp)
+        if len(shape) == batch_ndim + 1 and shape[0] == num_chains:
+            return kernels.sum(lp, tuple(range(1, batch_ndim + 1))) if batch_ndim else lp
+        if len(shape) <= batch_ndim or shape[0] == 1:
+            return kernels.sum(lp)  # does not depend on the chain: the same term for each
+        raise NotVectorizable(f"a log-density of shape {shape} has no chain axis of size {num_chains} "
+                              f"at dim {-(batch_ndim + 1)}")
+
+    return reduce
+
+
+def _depends_on_tape(constraint, depth=0):
+    """Whether a constraint holds an autograd box, i.e. its bounds are computed from the latents."""
+    if depth > 4 or not isinstance(constraint, Constraint):
+        return False
+    for value in vars(constraint).values():
+        if isbox(value) or isinstance(value, Constraint) and _depends_on_tape(value, depth + 1):
+            return True
+    return False
+
+
+class Potential:
+    """U(u) = -(log joint + log|Jacobian|) of a model at flat unconstrained vectors; see the module docstring.
+
+    ``dim`` is D, ``site_names`` and ``shapes`` the latent sites in flat
+    order with their shapes in the model's space.
+    """
+
+    def __init__(self, model, args=(), kwargs=None, rng_seed=0):
+        self.model, self.args, self.kwargs = model, tuple(args), dict(kwargs or {})
+        self._plan = None  # None: not tried with chains yet; "vectorize" or "loop"
+        self._setup(rng_seed)
+
+    # ------------------------------------------------------------ structure, found once
+
+    def _setup(self, rng_seed):
+        tr = trace(init_to_uniform(seed(self.model, rng_seed))).get_trace(*self.args, **self.kwargs)
+        self.sites, offset = {}, 0
+        for name, site in tr.items():
+            if not site.is_latent:
+                continue
+            if site.fn.support.is_discrete:
+                raise SiteError(f"potential: latent site {name!r} ({type(site.fn).__name__}) is discrete; "
+                                "HMC and NUTS need continuous latents (marginalise it, or observe it)", name)
+            shape = tuple(np.shape(site.value))
+            try:
+                transform = biject_to(site.fn.support)
+            except NotImplementedError as err:
+                raise SiteError(f"potential: latent site {name!r}: {err}", name) from err
+            ushape = tuple(transform.inverse_shape(shape))
+            self.sites[name] = _Site(name, shape, len(site.fn.batch_shape), ushape, offset, transform)
+            offset += self.sites[name].size
+        self.dim = offset
+        self.site_names = list(self.sites)
+        self.shapes = {name: s.shape for name, s in self.sites.items()}
+        self.deterministic_shapes = {n: tuple(np.shape(s.value)) for n, s in tr.items() if s.type == "deterministic"}
+        self.batch_ndim = max((len(s.fn.batch_shape) for s in tr.values() if s.type == "sample"), default=0)
+        for s in self.sites.values():  # a latent's value in a chain run: (C,) + ones + its own shape
+            s.pad = (1,) * (self.batch_ndim - s.batch_ndim)
+        self._find_dependent_supports(tr)
+
+    def _find_dependent_supports(self, tr):
+        """Run once on the tape: a support whose bounds are boxes is computed from the latents."""
+        dependent = set()
+
+        class _Spy(Handler):
+            def process(self, site):
+                if site.type == "sample" and site.name in sites and _depends_on_tape(site.fn.support):
+                    dependent.add(site.name)
+
+        sites = self.sites
+        u = np.zeros(self.dim)
+        spy = _Spy()
+        with spy:
+            value_and_grads(lambda *pieces: self._run(pieces, sum_all)[0], self._split(u))
+        for name in dependent:
+            self.sites[name].transform = None
+
+    # ------------------------------------------------------------ evaluations
+
+    def _split(self, flat, num_chains=None):
+        """The pieces of u per site, shaped as the site's unconstrained value (plus the chain axes)."""
+        if num_chains is None:
+            return [flat[s.offset:s.offset + s.size].reshape(s.ushape) for s in self.sites.values()]
+        return [flat[:, s.offset:s.offset + s.size].reshape((num_chains,) + s.pad + s.ushape)
+                for s in self.sites.values()]
+
+    def _run(self, pieces, reduce, record=False, num_chains=None, inverse=None):
+        handler = _Evaluate(self.sites, dict(zip(self.site_names, pieces)), reduce, record, inverse)
+        if num_chains is None:
+            with handler:
+                self.model(*self.args, **self.kwargs)
+        else:
+            with handler, plate(CHAINS, num_chains, dim=-(self.batch_ndim + 1)):
+                self.model(*self.args, **self.kwargs)
+        if handler.used != len(self.sites):
+            raise SiteError(f"potential: the model ran {handler.used} of its {len(self.sites)} latent sites "
+                            f"{self.site_names}; the set of latent sites must not depend on their values")
+        return handler.total(), handler
+
+    def _check_flat(self, flat):
+        flat = np.asarray(flat, dtype=float)
+        if flat.ndim not in (1, 2) or flat.shape[-1] != self.dim:
+            raise ValueError(f"potential: flat must have shape ({self.dim},) or (chains, {self.dim}) for the "
+                             f"sites {self.shapes}, got shape {flat.shape}")
+        return flat
+
+    def _single(self, flat):
+        value, grads = value_and_grads(lambda *p: -self._run(p, sum_all)[0], self._split(flat))
+        return float(value), self._join(grads, ())
+
+    def _join(self, grads, lead):
+        if not grads:
+            return np.zeros(lead + (0,))
+        return np.concatenate([np.reshape(g, lead + (-1,)) for g in grads], axis=-1)
+
+    def value_and_grad(self, flat):
+        """U and dU/du at ``flat``: a float and (D,) for shape (D,); (C,) and (C, D) for (C, D)."""
+        flat = self._check_flat(flat)
+        if flat.ndim == 1:
+            return self._single(flat)
+        if self._plan != "loop":
+            try:
+                result = self._batched(flat)
+                if self._plan is None:
+                    self._verify(flat, result)
+                    self._plan = "vectorize"
+                return result
+            except (NotVectorizable, ValueError, IndexError, TypeError) as err:
+                if self._plan == "vectorize":
+                    raise
+                looped = self._looped(flat)  # a genuine error in the model raises here too
+                self._plan = "loop"
+                warnings.warn(
+                    f"potential: model {getattr(self.model, '__name__', self.model)!r} does not broadcast over a "
+                    f"leading chain axis ({type(err).__name__}: {err}); evaluating chains one at a time. To "
+                    "vectorize, write the model so every latent may carry extra leading axes: index from the "
+                    "right (x[..., 0], not x[0]), sum with axis=-1, and put data axes in plates.",
+                    stacklevel=2)
+                return looped
+        return self._looped(flat)
+
+    def _batched(self, flat):
+        c = len(flat)
+        reduce = _chain_reducer(c, self.batch_ndim)
+        out = {}
+
+        def objective(*pieces):
+            values = -self._run(pieces, reduce, num_chains=c)[0]
+            shape = anp.shape(values)
+            if shape != (c,):
+                if shape not in ((), (1,)):
+                    raise NotVectorizable(f"the log joint has shape {shape}, not ({c},)")
+                values = values + np.zeros(c)
+            out["values"] = values
+            return kernels.sum(values)
+
+        _, grads = value_and_grads(objective, self._split(flat, c))
+        values = np.array(getval(out["values"]), dtype=float)
+        return values, self._join(grads, (c,))
+
+    def _looped(self, flat):
+        results = [self._single(row) for row in flat]
+        return np.array([r[0] for r in results]), np.stack([r[1] for r in results]) if results else flat.copy()
+
+    def _verify(self, flat, result):
+        """Once: the first two chains batched must equal their single evaluations (a model that indexes
+        ``x[0]`` may broadcast without error and still mix chains up). A single chain is checked with a
+        second, nearby point, since a batch of one hides a wrong broadcast."""
+        if len(flat) == 1:
+            flat = np.stack([flat[0], flat[0] + 0.1 * np.cos(np.arange(self.dim))])
+            result = self._batched(flat)
+        for i in range(min(2, len(flat))):
+            value, grad = self._single(flat[i])
+            if not (np.isclose(result[0][i], value, rtol=1e-7, atol=1e-9)
+                    and np.allclose(result[1][i], grad, rtol=1e-6, atol=1e-8)):
+                raise NotVectorizable(f"chain {i} evaluated with the others gives U = {result[0][i]!r}, "
+                                      f"alone U = {value!r}: the model mixes values across the chain axis")
+
+    @property
+    def vectorized(self):
+        """Whether chains are evaluated in one run (None until a batch of chains has been evaluated)."""
+        return None if self._plan is None else self._plan == "vectorize"
+
+    def value(self, flat):
+        """U alone (no gradient), same shapes as ``value_and_grad``."""
+        return self.value_and_grad(flat)[0]
+
+    # ------------------------------------------------------------ the model's space
+
+    def unravel(self, flat):
+        """The latent (and deterministic) site values at ``flat``, in the model's own space.
+
+        A flat of shape (D,) gives each site its own shape; (N, D) gives
+        (N, *shape) per site, from one vectorized run when the model broadcasts.
+        """
+        flat = self._check_flat(flat)
+        if flat.ndim == 1:
+            return self._record(flat)
+        n = len(flat)
+        if self._plan != "loop":
+            try:
+                _, handler = self._run(self._split(flat, n), _chain_reducer(n, self.batch_ndim), True, n)
+                values = {}
+                shapes = dict(self.shapes, **self.deterministic_shapes)
+                for name, value in handler.values.items():
+                    value = np.asarray(value)
+                    if value.size == n * int(np.prod(shapes[name], dtype=int)):
+                        values[name] = value.reshape((n,) + shapes[name])
+                    else:
+                        values[name] = np.broadcast_to(value, (n,) + shapes[name]).copy()
+                return values
+            except (NotVectorizable, ValueError, IndexError, TypeError):
+                pass  # not the hot path: site by site, row by row
+        rows = [self._record(row) for row in flat]
+        return {name: np.stack([r[name] for r in rows]) for name in rows[0]} if rows else {}
+
+    def _record(self, flat):
+        _, handler = self._run(self._split(flat), sum_all, True)
+        return {name: np.asarray(value) for name, value in handler.values.items()}
+
+    def flatten(self, values):
+        """The flat u of constrained site ``values`` (a dict over every latent site), through the model."""
+        missing = [n for n in self.site_names if n not in values]
+        if missing:
+            raise KeyError(f"potential.flatten: no value for the latent sites {missing}")
+        return self._invert(values, None)
+
+    def _invert(self, values, fallback):
+        """u for the sites in ``values`` (mapped back by the transform of the support as it runs), the
+        ``fallback`` array's pieces for the rest."""
+        u = np.zeros(self.dim) if fallback is None else np.array(fallback, dtype=float)
+
+        def inverse(layout, transform, site):
+            if layout.name in values:
+                value = np.asarray(values[layout.name], dtype=float)
+                if value.shape != layout.shape:
+                    raise ValueError(f"potential: value for site {layout.name!r} has shape {value.shape}, "
+                                     f"expected {layout.shape}")
+                if not site.fn.support.holds(value):
+                    raise ValueError(f"potential: value for site {layout.name!r} lies outside its support "
+                                     f"{site.fn.support}")
+                piece = np.asarray(transform.inv(value), dtype=float)
+                u[layout.offset:layout.offset + layout.size] = piece.reshape(-1)
+            return u[layout.offset:layout.offset + layout.size].reshape(layout.ushape)
+
+        self._run([None] * len(self.sites), sum_all, inverse=inverse)
+        return u
+
+    def init(self, rng, strategy="uniform", num_chains=None, radius=2.0):
+        """Initial flat point(s): uniform in (-radius, radius) unconstrained (Stan's jitter), or a dict of
+        constrained values for some sites (the others uniform). Shape (D,), or (num_chains, D)."""
+        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        shape = (self.dim,) if num_chains is None else (int(num_chains), self.dim)
+        u = rng.uniform(-radius, radius, size=shape)
+        if isinstance(strategy, dict):
+            unknown = [k for k in strategy if k not in self.sites]
+            if unknown:
+                raise KeyError(f"potential.init: no latent site named {unknown[0]!r}; the latent sites are "
+                               f"{self.site_names}")
+            rows = [self._invert(strategy, row) for row in np.atleast_2d(u)]
+            u = rows[0] if num_chains is None else np.stack(rows)
+        elif strategy != "uniform":
+            raise ValueError(f"potential.init: strategy must be 'uniform' or a dict of site values, got {strategy!r}")
+        return u
+
+    def __repr__(self):
+        return f"Potential(dim={self.dim}, sites={self.shapes})"
+
+
+def potential(model, *args, **kwargs):
+    """The ``Potential`` of ``model(*args, **kwargs)``: U(u) = -(log joint + log|Jacobian|) on flat u."""
+    return Potential(model, args, kwargs)
