@@ -15,7 +15,7 @@ import autograd.numpy as anp
 import numpy as np
 
 from .. import kernels
-from ..core import isolated, param, sample
+from ..core import Handler, isolated, param, sample
 from ..distributions import MultivariateNormal, Normal
 from ..distributions.delta import Delta
 from ..distributions.transforms import IdentityTransform, biject_to
@@ -51,13 +51,18 @@ class SitePrototype:
         self.dtype = np.result_type(site.value) if np.issubdtype(np.result_type(site.value), np.floating) \
             else np.float64
 
-    def constrain(self, u):
-        """``T(u)`` and ``log|det dT/du|`` summed over the site's event axes."""
-        value = self.transform(u)
-        if self.is_identity:
+    def constrain(self, u, transform=None):
+        """``T(u)`` and ``log|det dT/du|`` summed over the site's event axes.
+
+        ``transform`` is the map built from the site as it ran, for a support
+        that depends on other latents; by default the one built at setup.
+        """
+        transform = self.transform if transform is None else transform
+        value = transform(u)
+        if isinstance(transform, IdentityTransform):
             return value, 0.0
-        log_det = self.transform.log_abs_det_jacobian(u, value)
-        extra = self.event_dim - self.transform.event_dim
+        log_det = transform.log_abs_det_jacobian(u, value)
+        extra = self.event_dim - transform.event_dim
         if extra > 0:
             log_det = anp.sum(log_det, axis=tuple(range(-extra, 0)))
         return value, log_det
@@ -101,9 +106,23 @@ class AutoGuide:
         self.prototypes = None
 
     def setup(self, *args, **kwargs):
-        """Trace the model once (its params at their initial values) and record its latent sites."""
+        """Trace the model once (its params at their initial values) and record its latent sites.
+
+        A second trace with other draws finds the supports that depend on
+        other latents (``Uniform(0, 1 - a)``): their bounds change with the
+        draws. Such a model is run again at every draw of the guide to build
+        those transforms from the values of the moment (``_constrain``).
+        """
         with isolated():  # the guide may itself be running under handlers
             model_trace = trace(init_to_uniform(seed(self.model, 0))).get_trace(*args, **kwargs)
+            other = trace(init_to_uniform(seed(self.model, 1))).get_trace(*args, **kwargs)
+        self.model_args = (args, kwargs)
+        # the deepest batch of any site: draws for a dependent support ride left of it (as particles do)
+        self.batch_ndim = max((len(site.fn.batch_shape) for site in model_trace.values() if site.type == "sample"),
+                              default=0)
+        self.dependent = {name for name, site in model_trace.items()
+                          if site.is_latent and name in other and not _same_bounds(site.fn.support,
+                                                                                   other[name].fn.support)}
         self.prototypes = {}
         for site in model_trace.values():
             if not site.is_latent:
@@ -113,6 +132,7 @@ class AutoGuide:
                     f"{type(self).__name__}: site {site.name!r} is inside a subsampled plate "
                     f"{site.plates}; autoguides need the full data there (write a guide for minibatches)")
             self.prototypes[site.name] = SitePrototype(site)
+            self.prototypes[site.name].dependent = site.name in self.dependent
         if isinstance(self.init_loc_fn, dict):
             unknown = sorted(set(self.init_loc_fn) - set(self.prototypes))
             if unknown:
@@ -129,6 +149,10 @@ class AutoGuide:
 
     # Posterior summaries in the model's own space, from fitted params.
     def median(self, params):
+        if self.dependent:
+            locs = {name: self._loc(params, proto) for name, proto in self.prototypes.items()}
+            return {name: np.asarray(value) for name, (value, _) in
+                    self._constrain(locs, *self.model_args[0], **self.model_args[1]).items()}
         return {name: self._unconstrained_point(params, proto) for name, proto in self.prototypes.items()}
 
     def mean(self, params, num_samples=2000, rng_seed=0):
@@ -141,7 +165,29 @@ class AutoGuide:
         """``num_samples`` joint draws per site, shape ``(num_samples,) + site shape``, vectorized."""
         rng = np.random.default_rng(rng_seed)
         draws = self._sample_unconstrained(params, num_samples, rng)
+        if self.dependent:
+            nd = self.batch_ndim
+            padded = {name: np.reshape(draws[name], (num_samples,) + (1,) * (nd - len(p.batch_shape))
+                                       + p.unconstrained_shape) for name, p in self.prototypes.items()}
+            values = self._constrain(padded, *self.model_args[0], **self.model_args[1])
+            return {name: np.reshape(np.asarray(values[name][0]), (num_samples,) + p.shape)
+                    for name, p in self.prototypes.items()}
         return {name: np.asarray(proto.constrain(draws[name])[0]) for name, proto in self.prototypes.items()}
+
+    def _constrain(self, pieces, *args, **kwargs):
+        """``{site: (T(u), log|det dT/du|)}`` for unconstrained ``pieces``.
+
+        With no dependent support each site's map is the one built at setup;
+        otherwise the model runs once, on its own, with each latent set to
+        ``T(u)`` for the ``T`` of its support at that moment, so a bound
+        computed from other latents is always honoured.
+        """
+        if not self.dependent:
+            return {name: self.prototypes[name].constrain(u) for name, u in pieces.items()}
+        setter = _set_unconstrained(self.prototypes, pieces)
+        with isolated(), setter:
+            self.model(*args, **kwargs)
+        return setter.values
 
     def _unconstrained_point(self, params, proto):
         return np.asarray(proto.transform(self._loc(params, proto)))
@@ -171,6 +217,10 @@ class AutoDelta(AutoGuide):
     """
 
     def draw(self, *args, **kwargs):
+        if self.dependent:  # points kept unconstrained: a support that moves cannot be a param's constraint
+            points = {name: param(f"{name}.loc", self.init_loc(proto)) for name, proto in self.prototypes.items()}
+            return {name: sample(name, Delta(value, event_dim=self.prototypes[name].event_dim))
+                    for name, (value, _) in self._constrain(points, *args, **kwargs).items()}
         values = {}
         for name, proto in self.prototypes.items():
             init_u = self.init_loc(proto)
@@ -180,6 +230,8 @@ class AutoDelta(AutoGuide):
         return values
 
     def _loc(self, params, proto):
+        if self.dependent:
+            return params[f"{proto.name}.loc"]
         return proto.transform.inv(params[f"{proto.name}.loc"])
 
     def _unconstrained_point(self, params, proto):
@@ -194,8 +246,8 @@ class AutoDelta(AutoGuide):
                 for name, p in self.prototypes.items()}
 
     def _moments(self, params, num_samples, rng_seed):
-        closed = self._gaussian_moments(params)
-        return {n: m for n, (m, s) in closed.items()}, {n: s for n, (m, s) in closed.items()}
+        points = self.median(params)
+        return points, {name: np.zeros(np.shape(value)) for name, value in points.items()}
 
 
 class AutoNormal(AutoGuide):
@@ -210,13 +262,16 @@ class AutoNormal(AutoGuide):
         self.init_scale_raw = float(init_scale_raw)
 
     def draw(self, *args, **kwargs):
-        values = {}
-        for name, proto in self.prototypes.items():
-            loc = param(f"{name}.loc", self.init_loc(proto))
-            raw = param(f"{name}.scale_raw", self.init_scale(proto))
-            q = Normal(loc, softplus(raw)).to_event(len(proto.unconstrained_event))
-            values[name] = _place(name, proto, q)
-        return values
+        if self.dependent:  # every draw first, then the model maps them onto the supports of the moment
+            pieces = {name: sample(f"{name}.unconstrained", self._q(proto), infer={"is_auxiliary": True})
+                      for name, proto in self.prototypes.items()}
+            return _place_constrained(self._constrain(pieces, *args, **kwargs), self.prototypes)
+        return {name: _place(name, proto, self._q(proto)) for name, proto in self.prototypes.items()}
+
+    def _q(self, proto):
+        loc = param(f"{proto.name}.loc", self.init_loc(proto))
+        raw = param(f"{proto.name}.scale_raw", self.init_scale(proto))
+        return Normal(loc, softplus(raw)).to_event(len(proto.unconstrained_event))
 
     def init_scale(self, proto):
         # a function, not an array: once SVI supplies the param, the guide never builds its initial value
@@ -267,15 +322,14 @@ class AutoMultivariateNormal(AutoGuide):
         unit_tril = param("auto.unit_tril", lambda rng: np.zeros((dim, dim), dtype))
         tril = self._scale_tril(scale_raw, unit_tril)
         u = sample("_auto_latent", MultivariateNormal(loc, scale_tril=tril), infer={"is_auxiliary": True})
-        lead, offset, values = anp.shape(u)[:-1], 0, {}
+        lead, offset, pieces = anp.shape(u)[:-1], 0, {}
         for proto in protos:
             piece = u[..., offset:offset + proto.size]
             offset += proto.size
             # The particle plate puts u at (P, 1, ..., 1, D): keep the leading axes the site lacks.
             target = lead[:max(len(lead) - len(proto.batch_shape), 0)] + proto.unconstrained_shape
-            value, log_det = proto.constrain(anp.reshape(piece, target))
-            values[proto.name] = sample(proto.name, Delta(value, -log_det, event_dim=proto.event_dim))
-        return values
+            pieces[proto.name] = anp.reshape(piece, target)
+        return _place_constrained(self._constrain(pieces, *args, **kwargs), self.prototypes)
 
     @staticmethod
     def _scale_tril(scale_raw, unit_tril):
@@ -323,6 +377,53 @@ class AutoMultivariateNormal(AutoGuide):
         loc = np.asarray(params["auto.loc"])
         draws = loc + rng.standard_normal((num_samples, loc.size)).astype(loc.dtype) @ self.scale_tril(params).T
         return {name: draws[:, s].reshape((num_samples,) + p.unconstrained_shape) for name, p, s in self._slices()}
+
+
+def _same_bounds(a, b, depth=0):
+    """Whether two constraints from two runs are the same set (their bounds did not move with the draws)."""
+    if type(a) is not type(b):
+        return False
+    if depth > 4 or not hasattr(a, "__dict__"):
+        return True
+    for key, value in vars(a).items():
+        other = vars(b).get(key)
+        if hasattr(value, "__dict__") and not isinstance(value, np.ndarray):
+            if not _same_bounds(value, other, depth + 1):
+                return False
+        elif isinstance(value, (np.ndarray, float, int)) and not np.array_equal(value, other):
+            return False
+    return True
+
+
+class _set_unconstrained(Handler):
+    """Set each latent site to ``T(u)``, ``T`` built from its support as the model runs; score nothing.
+
+    The guide runs the model on its own here (no trace, no plates of the
+    engine): an observed site is only passed through, never checked against
+    a particle axis it cannot see.
+    """
+
+    def __init__(self, prototypes, pieces):
+        super().__init__()
+        self.prototypes, self.pieces, self.values = prototypes, pieces, {}
+
+    def process(self, site):
+        if site.type != "sample":
+            return
+        if site.is_observed:
+            site.is_observed = False  # this private run scores nothing: skip the observed-shape check
+            return
+        if site.value is None and site.name in self.pieces:
+            proto = self.prototypes[site.name]
+            transform = biject_to(site.fn.support) if proto.dependent else None
+            site.value, log_det = proto.constrain(self.pieces[site.name], transform)
+            self.values[site.name] = (site.value, log_det)
+
+
+def _place_constrained(constrained, prototypes):
+    """One ``Delta`` site per latent at its constrained value, carrying ``-log|det dT/du|``."""
+    return {name: sample(name, Delta(value, -log_det, event_dim=prototypes[name].event_dim))
+            for name, (value, log_det) in constrained.items()}
 
 
 def _place(name, proto, q):
