@@ -164,3 +164,18 @@ def test_elbo_particles_fall_back_inside_svi_when_a_distribution_raises_on_broad
         result = ADVI(model, "meanfield", num_particles=4).run(50, Y, rng_seed=0)
     assert np.all(np.isfinite(result.losses))
     assert isinstance(result.guide, AutoNormal)
+
+
+def test_psis_khat_vectorized_and_looped_agree():
+    from ppl.infer.diagnostics import fit_generalized_pareto, psis_khat
+
+    guide, params = fitted_guide()
+    elbo_module._LOOPING.pop(unplated_loop_only, None)
+    a = psis_khat(unplated, guide, params, Y, num_samples=200, rng_seed=5)
+    with pytest.warns(UserWarning, match="does not broadcast"):
+        b = psis_khat(unplated_loop_only, guide, params, Y, num_samples=200, rng_seed=5)
+    assert np.allclose(a.log_weights, b.log_weights, rtol=1e-12) and a.khat == pytest.approx(b.khat, rel=1e-9)
+    assert np.allclose(a.draws["mu"], b.draws["mu"], rtol=1e-12)
+    # a tail that is all ties but one weight: no Pareto to fit, the worst reading, and no division by zero
+    with np.errstate(all="raise"):
+        assert fit_generalized_pareto(np.r_[np.zeros(30), 5.0])[0] == np.inf

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..core import fold_in
+from ..core import fold_in, sum_all
 from ..distributions.special import logsumexp
-from .elbo import _log_weight, is_aux, max_batch_ndim, particle_reducer, run_guide_and_model
+from .elbo import (_log_weight, is_aux, max_batch_ndim, particle_reducer, run_guide_and_model, take_particle,
+                   vectorized_or_looped)
 from .predictive import Predictive
 
 
@@ -34,6 +35,8 @@ def fit_generalized_pareto(x):
     n = len(x)
     m = 30 + int(np.sqrt(n))
     quartile = x[int(n / 4 + 0.5) - 1]
+    if quartile <= 0:  # most of the tail ties at the cutoff and one weight stands alone: no tail to fit, the worst
+        return np.inf, np.nan
     theta = 1.0 / x[-1] + (1.0 - np.sqrt(m / (np.arange(1, m + 1) - 0.5))) / (3.0 * quartile)
     k = np.mean(np.log1p(-theta[:, None] * x), axis=1)  # k(theta), in the common sign convention
     profile = n * (np.log(-theta / k) - k - 1.0)
@@ -93,16 +96,33 @@ def reading(khat):
 
 
 def psis_khat(model, guide, params, *args, num_samples=1000, rng_seed=0, **kwargs):
-    """PSIS diagnostic of a fitted guide: ``num_samples`` draws in one vectorized run of guide and model."""
+    """PSIS diagnostic of a fitted guide: ``num_samples`` draws in one vectorized run of guide and model
+    (a loop with the same draws for a model that does not broadcast)."""
     plain = run_guide_and_model(model, guide, params, rng_seed, args, kwargs)
     nd = max_batch_ndim(*plain)
     shapes = {n: np.shape(s.value) for n, s in plain[0].items() if s.is_latent and not is_aux(s)}
-    guide_trace, model_trace = run_guide_and_model(model, guide, params, fold_in(rng_seed, "psis"), args, kwargs,
-                                                   num_samples, -(nd + 1))
-    log_w = np.broadcast_to(np.asarray(_log_weight(guide_trace, model_trace, particle_reducer(num_samples, nd))),
-                            (num_samples,))
-    # every guide latent carries the particle axis first: fold it back to (num_samples,) + the site's shape
-    draws = {n: np.reshape(np.asarray(guide_trace[n].value), (num_samples,) + shape) for n, shape in shapes.items()}
+    seed = fold_in(rng_seed, "psis")
+
+    def vectorized():
+        guide_trace, model_trace = run_guide_and_model(model, guide, params, seed, args, kwargs, num_samples,
+                                                       -(nd + 1))
+        log_w = np.broadcast_to(np.asarray(_log_weight(guide_trace, model_trace, particle_reducer(num_samples, nd))),
+                                (num_samples,))
+        # every guide latent carries the particle axis first: fold it back to (num_samples,) + the site's shape
+        return log_w, {n: np.reshape(np.asarray(guide_trace[n].value), (num_samples,) + shape)
+                       for n, shape in shapes.items()}
+
+    def looped():
+        log_w, draws = np.empty(num_samples), {n: np.empty((num_samples,) + shape) for n, shape in shapes.items()}
+        for k in range(num_samples):
+            with take_particle(k, num_samples, -(nd + 1)):
+                guide_trace, model_trace = run_guide_and_model(model, guide, params, seed, args, kwargs)
+            log_w[k] = _log_weight(guide_trace, model_trace, sum_all)
+            for n in shapes:
+                draws[n][k] = guide_trace[n].value
+        return log_w, draws
+
+    log_w, draws = vectorized_or_looped(model, vectorized, looped, "importance samples")
     smoothed, khat = pareto_smooth(log_w)
     return PSISResult(float(khat), reading(khat), np.array(log_w), smoothed, draws)
 
