@@ -18,3 +18,19 @@ settings.load_profile("ppl")
 _shared = Path(__file__).resolve().parents[1] / "shared" / "data"
 if "PPL_DATA_DIR" not in os.environ and _shared.is_dir():
     os.environ["PPL_DATA_DIR"] = str(_shared)
+
+
+# A test that hangs (a deadlocked worker pool, a cluster that never answers) must fail the run with its traceback,
+# not hold CI until its time runs out: no single test here needs ten minutes.
+import faulthandler  # noqa: E402
+
+import pytest  # noqa: E402
+
+HANG_SECONDS = 600
+
+
+@pytest.fixture(autouse=True)
+def _fail_a_hanging_test():
+    faulthandler.dump_traceback_later(HANG_SECONDS, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
