@@ -30,14 +30,14 @@ def test_meanfield_on_a_correlated_gaussian_gets_a_bad_khat_and_a_warning():
 
 def test_too_short_a_run_is_flagged():
     with pytest.warns(UserWarning, match="k-hat"):
-        result = ADVI(correlated, "fullrank").run(20, rng_seed=0)
+        result = ADVI(correlated, "fullrank", init=None).run(20, rng_seed=0)  # from (-2, 2), no start
     assert result.khat > 0.7
 
 
 def test_a_drift_along_a_ridge_is_not_called_converged():
     """kidiq (mom_iq ~ 100): the ELBO's relative change falls below tol while the location still moves."""
     model, reference = regression("kidiq-kidscore_momiq")
-    kwargs = dict(tol=0.01, eval_every=100, khat_samples=0)
+    kwargs = dict(tol=0.01, eval_every=100, khat_samples=0, init=None)  # the failure of a uniform start
     elbo_only = ADVI(model, "fullrank", param_tol=1e9, **kwargs).run(3000, rng_seed=0)
     # the ELBO alone stops (at step 2300) with beta[1] near 0.5, four reference sds from 25.9: issue 14's failure
     assert elbo_only.converged_at is not None
@@ -52,3 +52,12 @@ def test_param_tol_is_checked():
         ADVI(correlated, param_tol=0.0)
     with pytest.raises(ValueError, match="khat_samples"):
         ADVI(correlated, khat_samples=10)
+    with pytest.raises(ValueError, match="init"):
+        ADVI(correlated, init="mode")
+
+
+def test_khat_draws_shrink_for_large_models_only():
+    from ppl.infer.svi import khat_draws
+
+    assert khat_draws(10) == 500 and khat_draws(200) == 250 and khat_draws(5002) == 100
+    assert khat_draws(5002, requested=2000) == 2000 and khat_draws(3, requested=0) == 0

@@ -348,9 +348,6 @@ class AutoMultivariateNormal(AutoGuide):
                 "auto.unit_tril": np.tril(scale_tril / diag[:, None], -1)}
 
     def scale_tril(self, params):
-        if "auto.scale_tril_raw" in params:  # Laplace's params: a Cholesky factor with a softplus diagonal
-            raw = np.asarray(params["auto.scale_tril_raw"])
-            return np.tril(raw, -1) + np.diag(np.asarray(softplus(np.diagonal(raw))))
         return np.asarray(self._scale_tril(params["auto.scale_raw"], params["auto.unit_tril"]))
 
     def covariance(self, params):

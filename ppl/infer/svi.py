@@ -17,7 +17,7 @@ from ..autodiff import value_and_grads
 from ..core import fold_in
 from ..distributions import constraints
 from ..distributions.transforms import biject_to
-from ..errors import CheckpointError, NonFiniteError, PPLError
+from ..errors import CheckpointError, GuideStructureError, NonFiniteError, PPLError
 from ..files import atomic_write
 from ..optim import Adam, nest, ravel
 from .autoguide import AutoDelta, AutoMultivariateNormal, AutoNormal, inverse_softplus
@@ -329,6 +329,152 @@ def loss_rise(losses, chunks=10):
     return (last - float(means[best])) / noise, last, float(means[best]), noise
 
 
+KHAT_DRAWS = 500  # draws of the guide for k-hat, for models of up to KHAT_BUDGET // KHAT_DRAWS coordinates
+KHAT_BUDGET = 50_000  # larger models: fewer draws (at least KHAT_MIN_DRAWS), about this many latent values in all
+KHAT_MIN_DRAWS = 100  # a Pareto tail of 20 draws (0.2 S): enough to tell k-hat near 0.5 from k-hat above 1
+
+
+def khat_draws(dim, requested=None):
+    """How many guide draws the k-hat pass uses: ``requested`` if given (0: none), else ``KHAT_DRAWS``
+    shrunk for large models so the pass stays a small part of a run (PPCA's 5 002 coordinates: 100)."""
+    if requested is not None:
+        return int(requested)
+    return int(min(KHAT_DRAWS, max(KHAT_MIN_DRAWS, KHAT_BUDGET // max(int(dim), 1))))
+
+
+INITS = ("auto", None, "laplace", "pathfinder")
+AUTO_INIT = "laplace"  # what init="auto" uses; see ADVI's docstring for the measurement behind it
+
+
+@dataclass
+class Start:
+    """A Gaussian N(mean, covariance) on the potential's flat unconstrained u, from ``method``, with the
+    potential's site layout (``potential``) to map it onto a guide, and the seconds it took."""
+
+    method: str
+    mean: np.ndarray
+    covariance: np.ndarray
+    potential: object = field(repr=False)
+    seconds: float = 0.0
+
+    def location_sds(self, guide):
+        """The marginal posterior sd of each location coordinate, keyed by the guide's location param."""
+        back = np.argsort(flat_order(guide, self.potential))
+        sd = np.sqrt(np.diag(self.covariance))[back]
+        if isinstance(guide, AutoMultivariateNormal):
+            return {"auto.loc": sd}
+        out, offset = {}, 0
+        for name, proto in guide.prototypes.items():
+            out[f"{name}.loc"] = sd[offset:offset + proto.size]
+            offset += proto.size
+        return out
+
+    def guide_params(self, guide):
+        """The guide's params for this Gaussian, site by site in the guide's own layout: location and
+        scale_tril (full rank); location and the sds 1 / sqrt(diag(covariance^-1)) (mean-field).
+
+        Why not sqrt(diag(covariance)) for mean-field: the diagonal Gaussian closest to N(m, S) in
+        KL(q || p), what mean-field ADVI converges to, has precisions diag(S^-1), the conditional sds; on a
+        ridge (kidiq's intercept and slope, correlation -0.99) the marginal sds are 10-50 times wider, and
+        the stochastic steps spend the run shrinking them (earnings-earn_height: 12.7 sds off after 2000 steps
+        from the marginal sds, measured)."""
+        back = np.argsort(flat_order(guide, self.potential))  # potential order -> guide order
+        mean, cov = self.mean[back], self.covariance[np.ix_(back, back)]
+        if isinstance(guide, AutoMultivariateNormal):
+            return AutoMultivariateNormal.params_from(mean, np.linalg.cholesky(cov))
+        if not isinstance(guide, AutoNormal):
+            raise TypeError(f"ADVI init: no mapping of a Gaussian onto a {type(guide).__name__}")
+        params, offset, sd = {}, 0, 1.0 / np.sqrt(np.diag(np.linalg.inv(cov)))
+        for name, proto in guide.prototypes.items():
+            piece = slice(offset, offset + proto.size)
+            offset += proto.size
+            params[f"{name}.loc"] = mean[piece].reshape(proto.unconstrained_shape)
+            params[f"{name}.scale_raw"] = inverse_softplus(sd[piece]).reshape(proto.unconstrained_shape)
+        return params
+
+
+class ScaledSteps:
+    """An optimizer whose every step is multiplied, coordinate by coordinate, by ``scale`` (a buffer-shaped
+    array): with Adam, whose step is about ``lr`` in each coordinate whatever the gradient's units, a
+    location coordinate with scale = its posterior sd moves about ``lr`` posterior sds per step.
+
+    Why: a location moved 0.05 per step jitters by 7 posterior sds where the sd is 0.007 (kilpisjarvi's
+    slope, years near 2000): ADVI started at the exact answer walked 9.5 sds away from it in 2000 steps
+    (measured). ``lr`` reads and sets the inner optimizer's (ADVI's annealing changes it)."""
+
+    def __init__(self, inner, scale):
+        self.inner, self.scale = inner, scale
+
+    @property
+    def lr(self):
+        return self.inner.lr
+
+    @lr.setter
+    def lr(self, value):
+        self.inner.lr = value
+
+    def init(self, buffer):
+        return self.inner.init(buffer)
+
+    def step(self, buffer, grad, state, out=None):
+        before = buffer.copy() if out is None else buffer
+        target = buffer if out is None else out
+        state = self.inner.step(buffer, grad, state, out=out)
+        target -= before
+        target *= self.scale
+        target += before
+        return state
+
+
+def fit_start(model, method, init_loc_fn, rng_seed, args, kwargs):
+    """The Gaussian ADVI starts from: Laplace's N(mode, H^-1), or the best-ELBO Gaussian of one Pathfinder
+    path. Their own warnings are not repeated: ADVI checks its final fit itself (k-hat, loss)."""
+    import time
+    import warnings
+
+    from .pathfinder import Pathfinder
+    from .potential import potential as make_potential
+
+    begin = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if method == "laplace":
+            result = Laplace(model, init_loc_fn, khat_samples=0).run(*args, rng_seed=rng_seed, **kwargs)
+            pot = make_potential(model, *args, **kwargs)
+            order = flat_order(result.guide, pot)
+            mean = np.asarray(result.params["auto.loc"])[order]
+            cov = result.guide.covariance(result.params)[np.ix_(order, order)]
+        else:
+            fit = Pathfinder(model, num_paths=1, init=init_loc_fn if isinstance(init_loc_fn, dict) else "uniform"
+                             ).run(*args, num_samples=25, rng_seed=rng_seed, **kwargs)
+            approximation = fit.paths[0].approximation
+            mean, cov = approximation.mean, approximation.covariance()
+            pot = make_potential(model, *args, **kwargs)
+    cov = 0.5 * (cov + cov.T)
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(cov))):
+        raise NonFiniteError(f"ADVI init: the {method} fit is not finite")
+    return Start(method, mean, cov, pot, time.perf_counter() - begin)
+
+
+AUTO_INIT_MAX_DIM = 200  # Laplace's Hessian costs 2 D gradient evaluations: PPCA's 5 002 took 100 s
+
+
+def _whole_posterior(model, args, kwargs):
+    """Whether the model has no ``param`` sites and no subsampled plates (its potential is its posterior)
+    and at most ``AUTO_INIT_MAX_DIM`` unconstrained coordinates (a start costs little beside the steps)."""
+    from ..core import isolated
+    from ..handlers import seed, trace
+    from .init import init_to_uniform
+
+    with isolated():
+        tr = trace(init_to_uniform(seed(model, 0))).get_trace(*args, **kwargs)
+    if any(site.type == "param" or site.type == "sample" and not (type(site.scale) is float and site.scale == 1.0)
+           for site in tr.values()):
+        return False
+    dim = sum(int(np.size(site.value)) for site in tr.values() if site.is_latent)  # constrained size: near enough
+    return dim <= AUTO_INIT_MAX_DIM
+
+
 class ADVI:
     """Automatic differentiation variational inference (Kucukelbir et al. 2017).
 
@@ -356,7 +502,7 @@ class ADVI:
     def __init__(self, model, family="meanfield", optimizer=None, num_particles=1, entropy="analytic",
                  init_loc_fn="uniform", init_scale_raw=-4.0, tol=None, eval_every=100, eval_particles=100,
                  adapt_step_size=False, adapt_iter=50, vectorize=True, param_tol=0.5, anneal=None,
-                 khat_samples=500):
+                 khat_samples=None, init="auto"):
         if family not in FAMILIES:
             raise ValueError(f"ADVI: unknown family {family!r}; use one of {sorted(FAMILIES)}")
         if tol is not None and not tol > 0:
@@ -368,14 +514,19 @@ class ADVI:
         anneal = ANNEAL[family] if anneal is None else anneal
         if not 0 <= anneal <= 1:
             raise ValueError(f"ADVI: anneal must be a fraction of the steps in [0, 1], got {anneal!r}")
-        if int(khat_samples) != khat_samples or khat_samples != 0 and khat_samples < 25:
-            raise ValueError(f"ADVI: khat_samples must be 0 (off) or an int >= 25, got {khat_samples!r}")
-        self.model, self.family = model, family
+        if khat_samples is not None and (int(khat_samples) != khat_samples or khat_samples != 0
+                                         and khat_samples < 25):
+            raise ValueError(f"ADVI: khat_samples must be None (by size), 0 (off) or an int >= 25, "
+                             f"got {khat_samples!r}")
+        if init not in INITS:
+            raise ValueError(f"ADVI: init must be one of {INITS}, got {init!r}")
+        self.model, self.family, self.init = model, family, init
         self.optimizer = Adam(0.05) if optimizer is None else optimizer
         self.loss = Trace_ELBO(num_particles, vectorize=vectorize, entropy=entropy)
         self.init_loc_fn, self.init_scale_raw = init_loc_fn, init_scale_raw
         self.tol, self.eval_every, self.eval_particles = tol, int(eval_every), eval_particles
-        self.param_tol, self.anneal, self.khat_samples = float(param_tol), float(anneal), int(khat_samples)
+        self.param_tol, self.anneal = float(param_tol), float(anneal)
+        self.khat_samples = None if khat_samples is None else int(khat_samples)
         self.adapt_step_size, self.adapt_iter = adapt_step_size, adapt_iter
 
     def make_guide(self):
@@ -385,15 +536,19 @@ class ADVI:
         if isinstance(num_steps, bool) or int(num_steps) != num_steps or num_steps < 0:
             raise ValueError(f"num_steps must be an int >= 0, got {num_steps!r}")
         num_steps = int(num_steps)
-        optimizer = self._adapt(rng_seed, args, kwargs) if self.adapt_step_size else self.optimizer
+        start = self._start(rng_seed, args, kwargs)
+        optimizer = self._adapt(rng_seed, args, kwargs, start) if self.adapt_step_size else self.optimizer
         optimizer = copy.copy(optimizer)  # annealing changes lr: the caller's optimizer stays as given
         base_lr = optimizer.lr
         guide = self.make_guide()
         svi = SVI(self.model, guide, optimizer, self.loss)
-        state, losses, history, changes, locs, converged_at = svi.init(rng_seed, *args, **kwargs), [], [], [], [], None
+        state = self._initial_state(svi, guide, start, rng_seed, args, kwargs)
+        losses, history, changes, locs, converged_at = [], [], [], [], None
         window = max(2, int(0.1 * num_steps / self.eval_every))
         # a short run is still travelling, and its step's jitter is not the error that dominates: no decay
-        anneal_from = max(num_steps - int(round(self.anneal * num_steps)), min(num_steps, ANNEAL_AFTER))
+        # (from a Laplace or Pathfinder start it is not travelling: the decay may begin before ANNEAL_AFTER)
+        anneal_from = max(num_steps - int(round(self.anneal * num_steps)),
+                          0 if start is not None else min(num_steps, ANNEAL_AFTER))
         steps = range(num_steps)
         if progress:
             from tqdm.auto import tqdm
@@ -421,6 +576,7 @@ class ADVI:
         params = svi.get_params(state)
         result = ADVIResult(np.asarray(losses), guide, params, state, converged_at, base_lr,
                             history if self.tol is not None else None)
+        result.diagnostics.update(init=start.method if start else None, init_seconds=start.seconds if start else 0.0)
         self._check(result, args, kwargs, rng_seed)
         return result
 
@@ -441,8 +597,6 @@ class ADVI:
         """Fill ``khat``, ``diverged`` and ``diagnostics``; warn for each sign of an untrustworthy fit."""
         import warnings
 
-        from .diagnostics import pareto_smooth
-
         rise, last, best, noise = loss_rise(result.losses)
         result.diagnostics.update(loss_rise=rise, final_loss=last, best_loss=best, loss_noise=noise)
         if rise > RISE_NOISE:
@@ -450,14 +604,13 @@ class ADVI:
             warnings.warn(f"ADVI({self.family!r}): the loss blew up: it ended at {last:.6g} (mean of the last "
                           f"10% of steps), {rise:.3g} noise sds (sd {noise:.3g}) above the best stretch's "
                           f"{best:.6g}; the result is not converged. Lower the learning rate.", stacklevel=3)
-        if self.khat_samples:
+        num_draws = khat_draws(sum(p.size for p in result.guide.prototypes.values()), self.khat_samples)
+        if num_draws:
             try:
                 # Trace_ELBO's log weights: vectorized over the draws, or a loop for a model that does not broadcast
                 log_w = self.loss.log_weights(fold_in(rng_seed, "khat"), result.params, self.model, result.guide,
-                                              *args, num_particles=self.khat_samples, **kwargs)
-                with np.errstate(divide="ignore", invalid="ignore"):  # one draw holding all the weight
-                    khat = float(pareto_smooth(np.asarray(log_w))[1])
-                result.khat = khat if not np.isnan(khat) else np.inf  # a tail too degenerate to fit: the worst
+                                              *args, num_particles=num_draws, **kwargs)
+                result.khat = psis_khat(log_w)
             except (PPLError, ValueError, IndexError, TypeError) as err:
                 warnings.warn(f"ADVI({self.family!r}): PSIS k-hat could not be computed "
                               f"({type(err).__name__}: {err}); the fit is not checked", stacklevel=3)
@@ -467,71 +620,403 @@ class ADVI:
                               "guide is far from the posterior (or the fit has not converged); do not trust "
                               "its means and sds", stacklevel=3)
 
-    def _adapt(self, rng_seed, args, kwargs):
-        """Stan's step-size search: try scaled learning rates briefly, keep the best finite ELBO."""
+    # ------------------------------------------------------------ where the stochastic steps start
+
+    def _start(self, rng_seed, args, kwargs):
+        """The Gaussian fit the guide starts from (a ``Start``), or None for the guide's own initial values.
+
+        ``init="auto"`` uses ``AUTO_INIT`` when the model is one a potential describes fully: no ``param``
+        sites (their values would be the initial ones, not the fitted ones) and no subsampled plates (a
+        minibatch is not the posterior). A start that fails under "auto" is left out with a warning.
+        """
+        method = self.init
+        if method == "auto":
+            method = AUTO_INIT if self.init_loc_fn == "uniform" and _whole_posterior(self.model, args, kwargs) \
+                else None
+        if method is None:
+            return None
+        try:
+            return fit_start(self.model, method, self.init_loc_fn, fold_in(rng_seed, "init"), args, kwargs)
+        except (PPLError, ValueError, FloatingPointError, np.linalg.LinAlgError) as err:
+            if self.init != "auto":
+                raise
+            import warnings
+
+            warnings.warn(f"ADVI({self.family!r}): the {method} start failed ({type(err).__name__}: {err}); "
+                          "starting from the guide's own initial values", stacklevel=3)
+            return None
+
+    def _initial_state(self, svi, guide, start, rng_seed, args, kwargs):
+        """``svi.init``, with the guide's location and scale overwritten by ``start``'s Gaussian."""
+        if start is None:
+            return svi.init(rng_seed, *args, **kwargs)
+        guide.setup(*args, **kwargs)
+        values = start.guide_params(guide)
+        state = svi.init(rng_seed, *args, **kwargs)
+        scale = np.ones_like(state.flat.buffer)
+        sds = start.location_sds(guide)
+        for path, view, offset, size in zip(state.flat.paths, state.flat.views(), state.flat.offsets,
+                                            state.flat.sizes):
+            if path[0] in values:
+                view[...] = np.reshape(values[path[0]], view.shape)
+            if path[0] in sds:  # the location's steps in units of the start's posterior sds
+                scale[offset:offset + size] = np.ravel(sds[path[0]])
+        svi.optimizer = ScaledSteps(svi.optimizer, scale)
+        return state
+
+    def _adapt(self, rng_seed, args, kwargs, start=None):
+        """Stan's step-size search: try scaled learning rates briefly, keep the best finite ELBO; among ELBOs
+        within two Monte Carlo standard errors of the best, the largest step (the search goes from the
+        largest down, and a later one must beat the kept one by more than that noise). From a Laplace
+        start every step size ends near the same ELBO: noise alone must not pick the one that cannot move."""
         best, best_elbo = None, -np.inf
         for factor in (100.0, 10.0, 1.0, 0.1, 0.01):
             candidate = copy.copy(self.optimizer)
             candidate.lr = self.optimizer.lr * factor
-            svi = SVI(self.model, self.make_guide(), candidate, self.loss)
+            guide = self.make_guide()
+            svi = SVI(self.model, guide, candidate, self.loss)
             try:
-                state = svi.run(rng_seed, self.adapt_iter, *args, progress=False, **kwargs).state
-                elbo = -svi.evaluate(state, *args, num_particles=self.eval_particles,
-                                     rng_seed=fold_in(rng_seed, "adapt"), **kwargs)
+                state = self._initial_state(svi, guide, start, rng_seed, args, kwargs)
+                state = svi.run(rng_seed, self.adapt_iter, *args, progress=False, state=state, **kwargs).state
+                draws = np.asarray(self.loss.elbo_particles(
+                    fold_in(rng_seed, "adapt"), svi.get_params(state), self.model, guide, *args,
+                    num_particles=self.eval_particles, **kwargs), dtype=float)
+                elbo, noise = float(np.mean(draws)), float(np.std(draws) / np.sqrt(max(len(draws), 1)))
             except (NonFiniteError, ValueError, FloatingPointError):
                 continue
-            if np.isfinite(elbo) and elbo > best_elbo:
+            if np.isfinite(elbo) and elbo > best_elbo + (2.0 * noise if best is not None else 0.0):
                 best, best_elbo = candidate, elbo
         if best is None:
             raise NonFiniteError("ADVI: every step size in the search diverged")
         return best
 
 
+# ------------------------------------------------------------------ Laplace, on the potential
+
+_REJECTED = (ValueError, FloatingPointError, ArithmeticError)  # a point where the model cannot be evaluated
+_FD_STEP = 1e-4  # central differences of the gradient at 1e-4 posterior sds: truncation ~1e-8, rounding ~1e-12
+NEWTON_TOL = 1e-3  # the mode is found when a Newton step would move it by less than this many posterior sds
+MAX_NEWTON = 10  # Newton steps per round
+MAX_ROUNDS = 5  # L-BFGS runs, each from where the last round stopped
+
+
+class SafeObjective:
+    """``value_and_grad`` as an optimizer wants it: a point where the model raises (a ``ValueError`` such
+    as a parameter outside its support, a ``FloatingPointError``) or is not finite gives ``(inf, 0)``, so
+    a line search backs off instead of stopping; ``rejected`` counts them and ``error`` keeps the first."""
+
+    def __init__(self, value_and_grad):
+        self.value_and_grad, self.rejected, self.error, self.num_evals = value_and_grad, 0, None, 0
+
+    def __call__(self, u):
+        self.num_evals += 1
+        try:
+            with np.errstate(all="ignore"):
+                value, grad = self.value_and_grad(u)
+            value, grad = float(value), np.asarray(grad, dtype=float)
+        except _REJECTED as err:
+            value, grad = np.inf, None
+            self.error = self.error or f"{type(err).__name__}: {err}"
+        if not (math.isfinite(value) and np.all(np.isfinite(grad))):
+            self.rejected += 1
+            return np.inf, np.zeros_like(u)
+        return value, grad
+
+
+def fd_hessian(value_and_grad, u, step):
+    """The Hessian of U at ``u`` by central differences of its exact gradient, ``step`` (D,) per coordinate.
+
+    H[:, j] = (g(u + h_j e_j) - g(u - h_j e_j)) / (2 h_j), symmetrized; exact for a quadratic U up to
+    rounding, O(h^2) otherwise. The 2D points go through the potential as one batch of chains (in chunks);
+    a batch that raises is evaluated point by point, and a point that fails leaves NaN in its column.
+    """
+    dim = len(u)
+    points = np.concatenate([u + np.diag(step), u - np.diag(step)])
+    grads = np.empty_like(points)
+    for lo in range(0, len(points), 256):
+        chunk = points[lo:lo + 256]
+        try:
+            with np.errstate(all="ignore"):
+                grads[lo:lo + 256] = value_and_grad(chunk)[1]
+        except _REJECTED:
+            safe = SafeObjective(value_and_grad)
+            for i, point in enumerate(chunk):
+                value, grad = safe(point)
+                grads[lo + i] = grad if math.isfinite(value) else np.nan
+    hessian = (grads[:dim] - grads[dim:]).T / (2.0 * step)  # column j: the change of g along e_j
+    return 0.5 * (hessian + hessian.T)
+
+
+def _fd_steps(u, hessian=None):
+    """Difference steps at ``_FD_STEP`` posterior sds (sds from ``hessian``), else eps^(1/3) max(1, |u|)."""
+    default = np.finfo(float).eps ** (1 / 3) * np.maximum(1.0, np.abs(u))
+    if hessian is None:
+        return default
+    with np.errstate(all="ignore"):
+        try:
+            sd = np.sqrt(np.diag(np.linalg.inv(hessian)))
+        except np.linalg.LinAlgError:
+            sd = np.full(len(u), np.nan)
+        sd = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0 / np.sqrt(np.abs(np.diag(hessian))))
+    return np.where(np.isfinite(sd) & (sd > 0), _FD_STEP * sd, default)
+
+
+@dataclass
+class Mode:
+    """The mode of exp(-U) found by ``find_mode``: ``u``, ``value`` U(u), ``grad``, the ``hessian`` there,
+    ``decrement`` sqrt(g^T H^-1 g) (how far the mode may still be, in posterior sds; NaN if H is not
+    positive definite), and how it got there."""
+
+    u: np.ndarray
+    value: float
+    grad: np.ndarray
+    hessian: np.ndarray
+    decrement: float
+    positive_definite: bool
+    lbfgs_iterations: int
+    newton_steps: int
+    num_evals: int
+    rejected: int
+    message: str
+    error: str = None
+
+
+def find_mode(value_and_grad, u0, max_iter=1000):
+    """The mode of exp(-U) from ``u0``: L-BFGS-B with tolerances at machine precision, then Newton steps.
+
+    L-BFGS alone stops early on badly scaled posteriors (a slope and an intercept
+    with predictors near 2000: the relative change of U falls below SciPy's default
+    ftol long before the gradient does), and after a line search that met points
+    where the model raises it may stop where the gradient is not small. So: L-BFGS-B
+    with ftol = 1e-15 and gtol = 1e-9, then Newton steps u <- u - t |H|^-1 g with
+    the finite-difference Hessian (|H| = V |Lambda| V^T: a descent direction even
+    where U is not convex), t halved until U does not rise beyond rounding, until a
+    step would move u by less than ``NEWTON_TOL`` * 1e-3 posterior sds; if that
+    has not converged, L-BFGS again from where it stopped (at most ``MAX_ROUNDS``).
+    Points where the model raises or is not finite are rejected by the line searches.
+    """
+    from scipy.optimize import minimize
+
+    from .pathfinder import _one_blas_thread
+
+    objective = SafeObjective(value_and_grad)
+    u, iterations, steps, messages, hessian = np.asarray(u0, dtype=float), 0, 0, [], None
+    for _ in range(MAX_ROUNDS):
+        with _one_blas_thread():
+            fit = minimize(objective, u, jac=True, method="L-BFGS-B", options={
+                "maxiter": max(int(max_iter) - iterations, 1), "maxcor": 20, "maxls": 50, "ftol": 1e-15,
+                "gtol": 1e-9})
+        iterations += int(fit.nit)
+        messages.append(str(fit.message))
+        u = np.array(fit.x, dtype=float)
+        value, grad = objective(u)
+        if not math.isfinite(value):
+            raise NonFiniteError(f"Laplace: the mode search ended where the log density is not finite "
+                                 f"({fit.message}" + (f"; the model said {objective.error}" if objective.error
+                                                      else "") + ")")
+        start_value = value
+        for newton_step in range(MAX_NEWTON + 1):
+            hessian = fd_hessian(value_and_grad, u, _fd_steps(u, hessian))
+            if newton_step == 0:  # the first steps were not scaled by posterior sds: once more, scaled
+                hessian = fd_hessian(value_and_grad, u, _fd_steps(u, hessian))
+            direction, decrement, _ = _newton_direction(hessian, grad)
+            if direction is None or decrement < NEWTON_TOL * 1e-3 or newton_step == MAX_NEWTON:
+                break
+            moved = _backtrack(objective, u, value, grad, direction, decrement)
+            if moved is None:
+                break
+            u, value, grad = moved
+            steps += 1
+        direction, decrement, positive_definite = _newton_direction(hessian, grad)
+        slack = 64 * np.finfo(float).eps * max(1.0, abs(value))
+        if positive_definite and decrement < NEWTON_TOL or iterations >= max_iter and steps == 0 \
+                or value > start_value - slack and fit.nit <= 1:
+            break  # converged, out of iterations, or neither method makes progress
+    return Mode(u, value, grad, hessian, decrement, positive_definite, iterations, steps,
+                objective.num_evals, objective.rejected, "; ".join(messages), objective.error)
+
+
+def _newton_direction(hessian, grad):
+    """``(|H|^-1 g, sqrt(g^T |H|^-1 g), H positive definite)``, |H| = V max(|Lambda|, floor) V^T; a Hessian
+    that is not finite gives ``(None, nan, False)``."""
+    if not np.all(np.isfinite(hessian)):
+        return None, float("nan"), False
+    eigenvalues, vectors = np.linalg.eigh(hessian)
+    floor = 1e-12 * max(float(np.abs(eigenvalues).max(initial=0.0)), 1e-300)
+    projected = vectors.T @ grad
+    direction = vectors @ (projected / np.maximum(np.abs(eigenvalues), floor))
+    return direction, float(np.sqrt(max(grad @ direction, 0.0))), bool(eigenvalues.min(initial=1.0) > 0)
+
+
+def _backtrack(objective, u, value, grad, direction, decrement):
+    """A Newton step, halved until U does not rise beyond rounding and either falls or the gradient shrinks
+    (near the mode U changes by less than its rounding error; the gradient still shows progress)."""
+    slack = 64 * np.finfo(float).eps * max(1.0, abs(value))
+    t = 1.0
+    while t > 1e-6:
+        trial = u - t * direction
+        new_value, new_grad = objective(trial)
+        if math.isfinite(new_value) and new_value <= value + slack:
+            if new_value < value - slack or np.linalg.norm(new_grad) < np.linalg.norm(grad):
+                return trial, new_value, new_grad
+        t *= 0.5
+    return None
+
+
+def flat_order(guide, potential):
+    """Indices ``idx`` with ``u_potential = u_guide[..., idx]``: the guide's flat layout (its prototypes in
+    order) onto the potential's, site by site (both are the model's trace order today; this does not assume it)."""
+    offsets, offset = {}, 0
+    for name, proto in guide.prototypes.items():
+        offsets[name] = (offset, proto.size)
+        offset += proto.size
+    if set(offsets) != set(potential.site_names) or offset != potential.dim:
+        raise GuideStructureError(f"the guide's latent sites {list(offsets)} ({offset} unconstrained values) "
+                                  f"are not the potential's {potential.site_names} ({potential.dim})")
+    pieces = []
+    for name in potential.site_names:
+        start, size = offsets[name]
+        if size != potential.sites[name].size:
+            raise GuideStructureError(f"site {name!r}: {size} unconstrained values in the guide, "
+                                      f"{potential.sites[name].size} in the potential")
+        pieces.append(np.arange(start, start + size))
+    return np.concatenate(pieces) if pieces else np.zeros(0, dtype=int)
+
+
+def psis_khat(log_w):
+    """The Pareto k-hat of importance log weights (a tail too degenerate to fit counts as the worst, inf)."""
+    from .diagnostics import pareto_smooth
+
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # one draw holding all the weight
+        khat = float(pareto_smooth(np.asarray(log_w, dtype=float))[1])
+    return np.inf if np.isnan(khat) else khat
+
+
+def gaussian_log_weights(value_and_grad, mean, scale_tril, num_draws, rng):
+    """log p - log q at ``num_draws`` draws of Normal(mean, L L^T) on the potential's flat u: log p = -U,
+    batched through the potential in chunks (points where the model fails weigh nothing)."""
+    dim = len(mean)
+    z = rng.standard_normal((num_draws, dim))
+    draws = mean + z @ scale_tril.T
+    log_q = -0.5 * np.sum(z * z, 1) - np.sum(np.log(np.diag(scale_tril))) - 0.5 * dim * np.log(2 * np.pi)
+    log_p = np.empty(num_draws)
+    for lo in range(0, num_draws, 256):
+        chunk = draws[lo:lo + 256]
+        try:
+            with np.errstate(all="ignore"):
+                log_p[lo:lo + 256] = -np.asarray(value_and_grad(chunk)[0], dtype=float)
+        except _REJECTED:
+            safe = SafeObjective(value_and_grad)
+            log_p[lo:lo + 256] = [-safe(point)[0] for point in chunk]
+    return np.where(np.isnan(log_p), -np.inf, log_p) - log_q
+
+
 class Laplace:
     """The Laplace approximation: a Gaussian at the posterior mode in the unconstrained space.
 
-    Maximises log p(x, T(u)) + log|det dT/du| over the flat unconstrained
-    vector u (L-BFGS with autograd's gradient), then takes the covariance
-    as the inverse of autograd's Hessian of the negative log density there.
-    The result is an ``AutoMultivariateNormal`` guide with those parameters,
-    so it reports and samples like ADVI's full-rank result.
+    On the model's potential U(u) = -(log p(x, T(u)) + log|det dT/du|)
+    (``ppl.infer.potential``): the mode u* of exp(-U) by ``find_mode`` (L-BFGS
+    at machine-precision tolerances, then Newton steps), and the covariance
+    H^-1, H the Hessian of U at u* (central differences of the exact gradient,
+    batched). The result is an ``AutoMultivariateNormal`` guide with those
+    parameters, so it reports and samples like ADVI's full-rank result, with:
+
+    - ``khat``: the PSIS k-hat of p/q over ``khat_samples`` draws of the Gaussian;
+      above 0.7 the Gaussian is not the posterior (skewed, heavy-tailed) and a
+      warning says so;
+    - ``diagnostics``: ``newton_decrement`` sqrt(g^T H^-1 g) (how far the mode may
+      still be, in posterior sds), ``grad_norm``, ``min_eigenvalue`` of H,
+      ``lbfgs_iterations``, ``newton_steps``, ``rejected`` (points where the
+      model raised or was not finite) and ``mode`` (u*).
+
+    A start where the model cannot be evaluated is replaced by up to 100 draws
+    uniform in (-2, 2) (Stan's rule). If the mode is not found to
+    ``NEWTON_TOL`` sds, or H is not positive definite (a saddle or a flat
+    direction: the covariance then uses |eigenvalues|), a warning says so and
+    ``result.converged_at`` is None.
     """
 
-    def __init__(self, model, init_loc_fn="uniform"):
-        self.model, self.init_loc_fn = model, init_loc_fn
+    def __init__(self, model, init_loc_fn="uniform", khat_samples=500):
+        if int(khat_samples) != khat_samples or khat_samples != 0 and khat_samples < 25:
+            raise ValueError(f"Laplace: khat_samples must be 0 (off) or an int >= 25, got {khat_samples!r}")
+        self.model, self.init_loc_fn, self.khat_samples = model, init_loc_fn, int(khat_samples)
 
     def run(self, *args, rng_seed=0, max_iter=1000, **kwargs):
-        import autograd
-        from scipy.optimize import minimize
+        import warnings
 
-        from ..handlers import log_joint
+        from .potential import potential as make_potential
 
         guide = AutoMultivariateNormal(self.model, self.init_loc_fn)
         guide.setup(*args, **kwargs)
-        protos = list(guide.prototypes.values())
-        joint = log_joint(self.model)
-
-        def log_density(u):
-            values, total, offset = {}, 0.0, 0
-            for proto in protos:
-                piece = anp.reshape(u[offset:offset + proto.size], proto.unconstrained_shape)
-                offset += proto.size
-                values[proto.name], log_det = proto.constrain(piece)
-                total = total + anp.sum(log_det)
-            return joint(values, *args, **kwargs) + total
-
+        pot = make_potential(self.model, *args, **kwargs)
+        order = flat_order(guide, pot)
         rng = np.random.default_rng(rng_seed)
-        u0 = np.concatenate([guide.init_loc(p)(rng).ravel() for p in protos]).astype(float)
-        objective = autograd.value_and_grad(lambda u: -log_density(u))
-        fit = minimize(objective, u0, jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
-        if not np.all(np.isfinite(fit.x)):
-            raise NonFiniteError(f"Laplace: the mode search diverged ({fit.message})")
-        hessian = autograd.hessian(lambda u: -log_density(u))(fit.x)
+        u0 = self._start(guide, pot, order, rng)
+        mode = find_mode(pot.value_and_grad, u0, max_iter)
+        tril, min_eigenvalue = _covariance_root(mode.hessian)
+        back = np.argsort(order)  # potential order -> guide order
+        params = AutoMultivariateNormal.params_from(mode.u[back], tril[back][:, back])
+        converged = mode.positive_definite and mode.decrement < NEWTON_TOL
+        result = ADVIResult(np.array([mode.value]), guide, params, None,
+                            converged_at=mode.lbfgs_iterations + mode.newton_steps if converged else None)
+        result.diagnostics.update(newton_decrement=mode.decrement, grad_norm=float(np.linalg.norm(mode.grad)),
+                                  min_eigenvalue=min_eigenvalue, lbfgs_iterations=mode.lbfgs_iterations,
+                                  newton_steps=mode.newton_steps, rejected=mode.rejected, mode=mode.u,
+                                  lbfgs_message=mode.message)
+        if not mode.positive_definite:
+            warnings.warn(f"Laplace: the Hessian at the point found is not positive definite (smallest eigenvalue "
+                          f"{min_eigenvalue:.3g}): a saddle or a flat direction, not a strict mode; the covariance "
+                          "uses |eigenvalues| and is not to be trusted", stacklevel=2)
+        elif mode.decrement >= NEWTON_TOL:
+            warnings.warn(f"Laplace: the mode was not found: a Newton step would still move it by "
+                          f"{mode.decrement:.3g} posterior sds (gradient norm {np.linalg.norm(mode.grad):.3g}; "
+                          f"L-BFGS said: {mode.message})", stacklevel=2)
+        if self.khat_samples:
+            log_w = gaussian_log_weights(pot.value_and_grad, mode.u, tril, self.khat_samples,
+                                         np.random.default_rng(fold_in(rng_seed, "khat")))
+            result.khat = result.diagnostics["khat"] = psis_khat(log_w)
+            if result.khat > KHAT_BAD:
+                warnings.warn(f"Laplace: PSIS k-hat = {result.khat:.2f} > {KHAT_BAD}: the posterior is far from "
+                              "a Gaussian in the unconstrained space (skewed or heavy-tailed); do not trust the "
+                              "means and sds", stacklevel=2)
+        return result
+
+    def _start(self, guide, pot, order, rng):
+        """The initial flat u (potential order): the guide's ``init_loc_fn``, or, where the model cannot be
+        evaluated there, the first of up to 100 uniform draws in (-2, 2) where it can."""
+        import warnings
+
+        check = SafeObjective(pot.value_and_grad)
         try:
-            tril = np.linalg.cholesky(np.linalg.inv(hessian))
-        except np.linalg.LinAlgError as err:
-            raise NonFiniteError("Laplace: the Hessian at the mode is not positive definite "
-                                 "(the mode is not a strict maximum)") from err
-        raw = np.tril(tril, -1) + np.diag(inverse_softplus(np.diag(tril)))
-        params = {"auto.loc": fit.x, "auto.scale_tril_raw": raw}
-        return ADVIResult(np.array([fit.fun]), guide, params, None, converged_at=int(fit.nit))
+            if self.init_loc_fn == "uniform" or isinstance(self.init_loc_fn, dict):
+                u0 = pot.init(rng, self.init_loc_fn)  # runs the model to map a dict's values back
+            else:
+                u0 = np.concatenate([guide.init_loc(p)(rng).ravel() for p in guide.prototypes.values()])[order]
+        except _REJECTED as err:
+            first = f"{type(err).__name__}: {err}"
+        else:
+            if math.isfinite(check(u0)[0]):
+                return u0
+            first = check.error or "the log density is not finite"
+        for _ in range(100):
+            u = pot.init(rng)
+            if math.isfinite(check(u)[0]):
+                warnings.warn(f"Laplace: the model cannot be evaluated at the initial point ({first}); "
+                              "started from a uniform draw in (-2, 2) instead", stacklevel=3)
+                return u
+        raise NonFiniteError(f"Laplace: the model cannot be evaluated at the initial point nor at 100 uniform "
+                             f"draws in (-2, 2) of the unconstrained space (first: {first}; last: {check.error})")
+
+
+def _covariance_root(hessian):
+    """The Cholesky factor of H^-1 and H's smallest eigenvalue; a H that is not positive definite is
+    replaced by V |Lambda| V^T (eigenvalues floored at 1e-12 of the largest) so the guide still exists."""
+    if not np.all(np.isfinite(hessian)):
+        raise NonFiniteError("Laplace: the Hessian at the mode is not finite (the model fails next to it)")
+    eigenvalues, vectors = np.linalg.eigh(hessian)
+    smallest = float(eigenvalues[0])
+    if smallest <= 0:
+        floor = 1e-12 * max(np.abs(eigenvalues).max(), 1e-300)
+        eigenvalues = np.maximum(np.abs(eigenvalues), floor)
+    covariance = (vectors / eigenvalues) @ vectors.T
+    return np.linalg.cholesky(0.5 * (covariance + covariance.T)), smallest
