@@ -10,10 +10,19 @@ approximation, wall seconds, and a verdict:
 - SILENT-WRONG: off, and nothing said;
 - error: the engine raised.
 
-    python benchmarks/posteriordb.py [--engines laplace map advi-meanfield advi-fullrank]
+The (posterior, engine) fits are independent tasks: ``--executor process`` runs
+them in a process pool of ``--workers``, ``--executor dask`` on a Dask
+LocalCluster of as many worker processes (one thread each); rows print as
+fits finish, and the table again in input order at the end. Every task is
+seeded 0, as in-process, so the numbers do not depend on the executor.
+
+    python benchmarks/posteriordb.py [--engines laplace map advi-meanfield advi-fullrank advi-fr-cold
+                                                pathfinder pathfinder-1 nuts]
                                      [--posteriors NAME ...] [--quick] [--advi-steps 10000]
+                                     [--executor {none,process,dask}] [--workers 2]
 """
 import argparse
+import contextlib
 import platform
 import sys
 import time
@@ -23,14 +32,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from ppl.handlers import replace, trace
-from ppl.infer import ADVI, MAP, Laplace
+from ppl.infer import ADVI, MAP, NUTS, Laplace, Pathfinder, diagnostics
 from ppl.infer.diagnostics import psis_khat
+from ppl.infer.parallel import run_tasks
 from ppl.testing import posteriordb
 
 KHAT_LIMIT = 0.7
 SAMPLER_BOUNDS = (0.1, (0.9, 1.1))
 APPROXIMATION_BOUNDS = (0.3, (0.7, 1.3))
-SETTINGS = {"advi_steps": 10000, "map_steps": 10000}
+SETTINGS = {"advi_steps": 10000, "map_steps": 10000, "nuts_draws": 1000}
 
 
 def run_advi(family):
@@ -49,7 +59,19 @@ ENGINES = {
                                                                  **kwargs), "point"),
     "advi-meanfield": (run_advi("meanfield"), "approximation"),
     "advi-fullrank": (run_advi("fullrank"), "approximation"),
+    "advi-fr-cold": (lambda model, args, kwargs, rng_seed: ADVI(model, "fullrank", init=None, adapt_step_size=True,
+                                                                tol=0.01).run(SETTINGS["advi_steps"], *args,
+                                                                              rng_seed=rng_seed, **kwargs),
+                     "approximation"),
+    "pathfinder": (lambda model, args, kwargs, rng_seed: Pathfinder(model, num_paths=4).run(
+        *args, rng_seed=rng_seed, **kwargs), "approximation"),
+    "pathfinder-1": (lambda model, args, kwargs, rng_seed: Pathfinder(model, num_paths=1).run(
+        *args, rng_seed=rng_seed, **kwargs), "approximation"),
+    "nuts": (lambda model, args, kwargs, rng_seed: NUTS(model).run(
+        SETTINGS["nuts_draws"], *args, num_warmup=SETTINGS["nuts_draws"], num_chains=4, rng_seed=rng_seed,
+        progress=False, **kwargs), "sampler"),
 }
+DEFAULT_ENGINES = ["laplace", "map", "advi-meanfield", "advi-fullrank", "advi-fr-cold", "pathfinder", "pathfinder-1"]
 
 
 @dataclass
@@ -62,7 +84,7 @@ class Summary:
 
 def deterministic_sites(model, args, kwargs, values):
     """The model's deterministic sites (eight schools' theta, the GP's f) at one set of latent values."""
-    tr = trace(replace(model, values)).get_trace(*args, **kwargs)
+    tr = trace(replace(model, values, strict=False)).get_trace(*args, **kwargs)  # values may hold them already
     return {name: np.asarray(site.value) for name, site in tr.items() if site.type == "deterministic"}
 
 
@@ -77,6 +99,7 @@ def summarize(result, model, args, kwargs, rng_seed, num_draws=1000):
         return Summary(point, None)
     mean, std = dict(result.mean), dict(result.std)
     first = deterministic_sites(model, args, kwargs, {k: np.asarray(v) for k, v in result.mean.items()})
+    first = {name: value for name, value in first.items() if name not in mean}  # NUTS and Pathfinder report them
     if first:
         draws = result.sample(num_draws, rng_seed)
         derived = [deterministic_sites(model, args, kwargs, {k: v[i] for k, v in draws.items()})
@@ -130,7 +153,7 @@ def run_task(name, engine, rng_seed=0):
             return outcome
         outcome.seconds = time.perf_counter() - start
         try:
-            if kind != "point":
+            if kind == "approximation":
                 outcome.khat = khat_of(result, model, args, kwargs, rng_seed)
             summary = summarize(result, model, args, kwargs, rng_seed)
         except Exception as err:
@@ -140,9 +163,41 @@ def run_task(name, engine, rng_seed=0):
     outcome.worst_z, outcome.worst_sd_ratio = comparison.worst_z, comparison.worst_sd_ratio
     divergences = int(np.sum(getattr(result, "divergences", 0) or 0))
     outcome.verdict = verdict(comparison, kind, outcome.khat, bool(caught), divergences)
+    if kind == "sampler":
+        latent = [v for k, v in result.samples.items() if k in result.potential.shapes]
+        ess = min(float(np.nanmin(diagnostics.ess(v, "bulk"))) for v in latent)
+        outcome.note = (f"min bulk ESS {ess:.0f} ({ess / outcome.seconds:.1f}/s), R-hat "
+                        f"{max(float(np.nanmax(diagnostics.r_hat(v))) for v in latent):.3f}, "
+                        f"{divergences} divergences")
     if caught:
-        outcome.note = f"warned: {str(caught[0].message)[:120]}"
+        outcome.note = (outcome.note + "; " if outcome.note else "") + f"warned: {str(caught[0].message)[:120]}"
     return outcome
+
+
+def run_sent_task(task, rng_seed):
+    """``run_task`` on a worker: ``task = (name, engine, settings)`` carries this run's step counts, which a
+    worker started afresh (Dask spawns its workers) would not otherwise see."""
+    name, engine, settings = task
+    SETTINGS.update(settings)
+    return run_task(name, engine, rng_seed)
+
+
+@contextlib.contextmanager
+def make_executor(kind, workers):
+    """None (this process), a process pool, or a Dask LocalCluster's executor; closed on exit."""
+    if kind == "none":
+        yield None
+    elif kind == "process":
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers) as pool:
+            yield pool
+    else:
+        from distributed import Client, LocalCluster  # the extra `distributed`
+
+        with LocalCluster(n_workers=workers, processes=True, threads_per_worker=1, dashboard_address=":0") as cluster, \
+                Client(cluster) as client:
+            yield client.get_executor()
 
 
 def _fmt(x, spec):
@@ -178,11 +233,15 @@ def print_summary(outcomes, engines):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=list(ENGINES))
+    parser.add_argument("--engines", nargs="+", default=DEFAULT_ENGINES, choices=list(ENGINES),
+                        help="default: every engine but nuts, which takes minutes per posterior (add it by name)")
     parser.add_argument("--posteriors", nargs="+", default=None, metavar="NAME")
     parser.add_argument("--quick", action="store_true", help="the regressions only, ADVI and MAP capped at 2000 steps")
     parser.add_argument("--advi-steps", type=int, default=SETTINGS["advi_steps"])
     parser.add_argument("--map-steps", type=int, default=SETTINGS["map_steps"])
+    parser.add_argument("--executor", choices=["none", "process", "dask"], default="none",
+                        help="where the fits run: this process, a process pool, or a Dask LocalCluster")
+    parser.add_argument("--workers", type=int, default=2, help="workers of the process pool or Dask cluster")
     args = parser.parse_args(argv)
     print("# python benchmarks/posteriordb.py " + " ".join(argv if argv is not None else sys.argv[1:]))
     print(f"# {platform.machine()}, {platform.python_implementation()} {platform.python_version()}")
@@ -194,16 +253,21 @@ def main(argv=None):
     unknown = sorted(set(names) - set(posteriordb.names()))
     if unknown:
         parser.error(f"unknown posteriors {unknown}; known: {posteriordb.names()}")
-    tasks = [(name, engine) for name in names for engine in args.engines]
+    tasks = [(name, engine, dict(SETTINGS)) for name in names for engine in args.engines]
     start = time.perf_counter()
     print(HEADER)
-    outcomes = []
-    for name, engine in tasks:  # independent tasks: each row prints as it finishes
-        outcomes.append(run_task(name, engine))
-        print(row(outcomes[-1]), flush=True)
+    with make_executor(args.executor, args.workers) as executor:
+        # independent tasks, each seeded 0 as ever: a row prints as its fit finishes
+        outcomes = run_tasks(run_sent_task, list(range(len(tasks))), tasks, [0] * len(tasks), executor,
+                             on_result=lambda i, outcome: print(row(outcome), flush=True), caller="posteriordb")
+    if executor is not None:  # completion order is the workers' business: the table again, in input order
+        print(f"\nin input order:\n{HEADER}")
+        for outcome in outcomes:
+            print(row(outcome))
     print_notes(outcomes)
     print_summary(outcomes, args.engines)
-    print(f"\ntotal {time.perf_counter() - start:.0f} s for {len(tasks)} fits")
+    print(f"\ntotal {time.perf_counter() - start:.0f} s for {len(tasks)} fits"
+          + ("" if executor is None else f" on {args.executor} with {args.workers} workers"))
 
 
 if __name__ == "__main__":

@@ -247,3 +247,20 @@ def test_sbc_on_dask_stops_clearly_when_a_worker_dies_and_resumes_exactly(in_pro
     resumed = diagnostics.sbc(sbc_model, exact_posterior, num_simulations=40, bins=5, rng_seed=0, path=path,
                               resume=True, executor=dask_executor)
     assert np.array_equal(resumed.ranks["mu"], in_process_sbc.ranks["mu"])
+
+
+def test_nuts_chains_on_dask_and_a_process_pool_equal_the_in_process_chains(dask_executor):
+    from ppl.infer import NUTS
+
+    x = DATA[0]
+    run = dict(num_warmup=60, num_chains=2, rng_seed=4, progress=False)
+    with pytest.warns(UserWarning):  # 60 draws: the ESS warning is expected and beside the point
+        local = NUTS(normal_model).run(60, x, **run)
+    with pytest.warns(UserWarning):
+        on_dask = NUTS(normal_model).run(60, x, executor=dask_executor, **run)
+    with pytest.warns(UserWarning), ProcessPoolExecutor(2) as pool:
+        pooled = NUTS(normal_model).run(60, x, executor=pool, **run)
+    for other in (on_dask, pooled):
+        np.testing.assert_array_equal(local.positions, other.positions)
+        for name in ("mu", "sigma"):
+            np.testing.assert_array_equal(local.samples[name], other.samples[name])
