@@ -252,11 +252,11 @@ def fit_observed(site, shared_dims=()):
     that the value does not carry (data shared by every particle or chain).
     """
     fn, value = site.fn, site.value
-    shape = getattr(value, "shape", None)
+    shape = () if type(value) is float else getattr(value, "shape", None)  # np.shape(float) costs a microsecond
     if shape is None:
         shape = np.shape(value)
     event_dim = len(fn.event_shape)
-    if shape == fn.batch_shape + fn.event_shape or event_dim > len(shape):
+    if shape == (fn.batch_shape + fn.event_shape if event_dim else fn.batch_shape) or event_dim > len(shape):
         return  # the common case; a value short of its event axes is the distribution's error to name
     value_batch = shape[:len(shape) - event_dim]
     batch = fn.batch_shape
