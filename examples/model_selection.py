@@ -7,11 +7,20 @@ log N(x; 0, W W' + sigma^2 I) at the maximum-likelihood W (Tipping & Bishop).
 The likelihood at the ML W can only grow with k; the bounds, which pay for
 every extra axis through the prior on w, peak at the true k.
 
+The fits for the k's are independent: ``ppl.infer.fit_many`` runs them in
+this process (the default), in a process pool (``--executor process``) or on
+a Dask cluster (``--executor dask``, a LocalCluster of ``--workers``
+processes), with the same numbers on each, since fit k is seeded by
+``fold_in(seed, k's index)`` wherever it runs.
+
     python examples/model_selection.py [--num-datapoints 300] [--steps 1500] [--out figures]
+                                       [--executor {none,process,dask}] [--workers 2]
 """
 import argparse
+import contextlib
 import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import scipy.stats as st
@@ -20,7 +29,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ppca import ml_solution, probabilistic_pca  # noqa: E402  (the same plain model)
 
 from ppl import condition, seed  # noqa: E402
-from ppl.infer import ADVI, Trace_ELBO, log_evidence  # noqa: E402
+from ppl.core import fold_in  # noqa: E402
+from ppl.infer import ADVI, Trace_ELBO, fit_many, log_evidence  # noqa: E402
 from ppl.files import atomic_write
 from ppl.optim import Adam  # noqa: E402
 
@@ -31,16 +41,37 @@ def exact_log_likelihood(x, w, sigma):
     return float(st.multivariate_normal(np.zeros(x.shape[0]), cov).logpdf(x.T).sum())
 
 
-def score(x, k, args):
+def score(task, rng_seed):
+    """One k of the sweep, ``task = (x, k, args)``: fit ADVI, then its ELBO, IWAE and the exact ML likelihood.
+
+    At module level so that a process pool or a Dask worker can run it (a closure could not be sent).
+    """
+    x, k, args = task
     sizes = (x.shape[0], k, x.shape[1], args.stddv)
     model = condition(probabilistic_pca, {"x": x})
     result = ADVI(model, "meanfield", Adam(args.lr), num_particles=args.particles, init_scale_raw=-2.0).run(
-        args.steps, *sizes, rng_seed=args.seed)
+        args.steps, *sizes, rng_seed=rng_seed, progress=False)
     elbo = float(np.mean(Trace_ELBO(args.eval_particles).elbo_particles(
-        args.seed + 1, result.params, model, result.guide, *sizes)))
+        fold_in(rng_seed, "elbo"), result.params, model, result.guide, *sizes)))
     iwae = log_evidence(model, result.guide, result.params, *sizes, num_samples=args.iwae_samples,
-                        rng_seed=args.seed + 2)
+                        rng_seed=fold_in(rng_seed, "iwae"))
     return elbo, iwae, exact_log_likelihood(x, ml_solution(x, k, args.stddv)[0], args.stddv)
+
+
+@contextlib.contextmanager
+def make_executor(kind, workers):
+    """None, a process pool or a Dask LocalCluster's executor, closed on exit."""
+    if kind == "none":
+        yield None
+    elif kind == "process":
+        with ProcessPoolExecutor(workers) as pool:
+            yield pool
+    else:
+        from distributed import Client, LocalCluster  # the extra `distributed`
+
+        with LocalCluster(n_workers=workers, processes=True, threads_per_worker=1, dashboard_address=":0") as cluster, \
+                Client(cluster) as client:
+            yield client.get_executor()
 
 
 def main(argv=None):
@@ -57,11 +88,15 @@ def main(argv=None):
     parser.add_argument("--iwae-samples", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="figures")
+    parser.add_argument("--executor", choices=["none", "process", "dask"], default="none",
+                        help="where the fits run: this process, a process pool, or a Dask LocalCluster")
+    parser.add_argument("--workers", type=int, default=2, help="workers of the process pool or Dask cluster")
     args = parser.parse_args(argv)
 
     x, (w_true, _) = seed(probabilistic_pca, args.seed)(args.data_dim, args.true_k, args.num_datapoints, args.stddv)
     ks = list(range(1, args.max_k + 1))
-    rows = [score(x, k, args) for k in ks]
+    with make_executor(args.executor, args.workers) as executor:
+        rows = fit_many(score, [(x, k, args) for k in ks], executor=executor, rng_seed=args.seed)
     print(f"PPCA, d = {args.data_dim}, N = {args.num_datapoints}, true k = {args.true_k}")
     print(f"{'k':>3s}{'ELBO':>14s}{'IWAE':>14s}{'log p(x | W_ML)':>18s}")
     for k, (elbo, iwae, ml) in zip(ks, rows):

@@ -45,40 +45,60 @@ MAX_DELTA_H = 1000.0
 
 
 class _DiagonalMetric:
-    """Per chain an inverse mass vector: p# = M^-1 p elementwise, p = z / sqrt(M^-1)."""
+    """Per chain an inverse mass vector: p# = M^-1 p elementwise, p = z / sqrt(M^-1).
 
-    def __init__(self, inverse):
+    ``take(rows)`` is the metric of those chains alone, gathered once per
+    (sub)tree rather than at every leapfrog step.
+    """
+
+    def __init__(self, inverse, scale=None):
         self.inverse = inverse  # (C, D)
-        self.scale = 1.0 / np.sqrt(inverse)
+        self.scale = 1.0 / np.sqrt(inverse) if scale is None else scale
 
-    def sharp(self, p, rows):
-        return self.inverse[rows] * p
+    def take(self, rows):
+        return _DiagonalMetric(self.inverse[rows], self.scale[rows])
 
-    def momentum(self, z, rows):
-        return self.scale[rows] * z
+    def sharp(self, p):
+        return self.inverse * p
+
+    def momentum(self, z):
+        return self.scale * z
 
 
 class _DenseMetric:
     """Per chain an inverse mass matrix: p# = M^-1 p, p = chol(M) z."""
 
-    def __init__(self, inverse):
+    def __init__(self, inverse, chol=None):
         self.inverse = inverse  # (C, D, D)
-        self.chol = np.linalg.cholesky(np.linalg.inv(inverse))
+        self.chol = np.linalg.cholesky(np.linalg.inv(inverse)) if chol is None else chol
 
-    def sharp(self, p, rows):
-        return np.einsum("cij,cj->ci", self.inverse[rows], p)
+    def take(self, rows):
+        return _DenseMetric(self.inverse[rows], self.chol[rows])
 
-    def momentum(self, z, rows):
-        return np.einsum("cij,cj->ci", self.chol[rows], z)
+    def sharp(self, p):
+        return np.einsum("cij,cj->ci", self.inverse, p)
+
+    def momentum(self, z):
+        return np.einsum("cij,cj->ci", self.chol, z)
+
+
+def _momentum(metric, rngs, d):
+    """p ~ N(0, M) per chain, each from its own generator (so chains together or apart draw the same)."""
+    return metric.momentum(np.stack([rng.standard_normal(d) for rng in rngs]))
+
+
+# Row-wise dot products of (chains, D) arrays. np.vecdot (NumPy >= 2) is a ufunc: on these small arrays its
+# dispatch costs under half of einsum's, and it runs a few times per leapfrog step.
+_dot = getattr(np, "vecdot", None) or (lambda a, b: np.einsum("...d,...d->...", a, b))
 
 
 def _kinetic(p, p_sharp):
-    return 0.5 * np.einsum("cd,cd->c", p, p_sharp)
+    return 0.5 * _dot(p, p_sharp)
 
 
 def _criterion(p_sharp_minus, p_sharp_plus, rho):
     """The generalized no-U-turn criterion: True while the (sub)tree still expands."""
-    return (np.einsum("cd,cd->c", p_sharp_plus, rho) > 0) & (np.einsum("cd,cd->c", p_sharp_minus, rho) > 0)
+    return (_dot(p_sharp_plus, rho) > 0) & (_dot(p_sharp_minus, rho) > 0)
 
 
 # ------------------------------------------------------------------ evaluation
@@ -97,6 +117,8 @@ class _Energy:
         except (SupportError, FloatingPointError, np.linalg.LinAlgError):
             rows = [self._one(x) for x in q]
             values, grads = np.array([r[0] for r in rows]), np.stack([r[1] for r in rows])
+        if np.isfinite(values.sum() + grads.sum()):  # the common case, in two reductions
+            return values, grads
         bad = ~(np.isfinite(values) & np.all(np.isfinite(grads), axis=-1))
         if bad.any():
             values, grads = values.copy(), grads.copy()
@@ -128,12 +150,13 @@ class _Subtree:
     divergent: np.ndarray
 
 
-def _leapfrog(energy, metric, rows, q, p, grad, step):
-    """One leapfrog step of signed size ``step`` (per row) for the chains ``rows``."""
-    half = p - 0.5 * step * grad
-    q = q + step * metric.sharp(half, rows)
+def _leapfrog(energy, metric, q, p, grad, step, half_step=None):
+    """One leapfrog step of signed size ``step`` (per row) for the chains of ``metric``."""
+    half_step = 0.5 * step if half_step is None else half_step
+    half = p - half_step * grad
+    q = q + step * metric.sharp(half)
     pot, grad = energy(q)
-    p = half - 0.5 * step * grad
+    p = half - half_step * grad
     return q, p, grad, pot
 
 
@@ -160,27 +183,29 @@ def _subtree(energy, metric, rows, depth, q, p, grad, pot, step, h0, uniforms):
     before = np.zeros((n, levels, d))  # prefix sum before each level's open node
     begin_p, begin_sharp = np.zeros((n, levels, d)), np.zeros((n, levels, d))
     end_p, end_sharp = np.zeros((n, levels, d)), np.zeros((n, levels, d))
+    r, live, h0_r, step_r, half_r = slice(None), metric.take(rows), h0, step, 0.5 * step
     for k in range(2 ** depth):
-        if alive_count == n:  # the common case: a slice, not a gather, for every array below
-            r, full = slice(None), rows
-        elif alive_count:
-            r = np.flatnonzero(alive)
-            full = rows[r]
+        if alive_count < n:  # a chain stopped: gather the others (until then a slice, not a gather)
+            if not alive_count:
+                break
+            if not isinstance(r, np.ndarray) or len(r) != alive_count:
+                r = np.flatnonzero(alive)
+                live, h0_r, step_r, half_r = metric.take(rows[r]), h0[r], step[r], 0.5 * step[r]
+        qk, pk, gk, uk = _leapfrog(energy, live, q[r], p[r], grad[r], step_r, half_r)
+        sk = live.sharp(pk)
+        h = np.fmin(uk + _kinetic(pk, sk), np.inf)  # NaN -> inf (fmin drops a NaN), else h itself
+        if isinstance(r, slice):  # every chain alive: the step's arrays are the new ends as they are
+            q, p, grad, pot, p_sharp = qk, pk, gk, uk, sk
         else:
-            break
-        qk, pk, gk, uk = _leapfrog(energy, metric, full, q[r], p[r], grad[r], step[r])
-        sk = metric.sharp(pk, full)
-        h = uk + _kinetic(pk, sk)
-        h = np.where(np.isnan(h), np.inf, h)
-        q[r], p[r], grad[r], pot[r], p_sharp[r] = qk, pk, gk, uk, sk
-        w = h0[r] - h
+            q[r], p[r], grad[r], pot[r], p_sharp[r] = qk, pk, gk, uk, sk
+        w = h0_r - h
         new_lsw = np.logaddexp(lsw[r], w)
-        with np.errstate(invalid="ignore"):
-            take = uniforms[r, k] < np.exp(w - new_lsw)
+        take = uniforms[r, k] < np.exp(w - new_lsw)  # inf - inf is NaN: no take (run_chains' errstate)
         lsw[r] = new_lsw
-        t = np.arange(n)[r][take]
-        prop_q[t], prop_p[t], prop_grad[t], prop_pot[t] = qk[take], pk[take], gk[take], uk[take]
-        sum_metro[r] += np.where(w > 0, 1.0, np.exp(np.minimum(w, 0.0)))
+        if take.any():
+            t = np.flatnonzero(take) if isinstance(r, slice) else r[take]
+            prop_q[t], prop_p[t], prop_grad[t], prop_pot[t] = qk[take], pk[take], gk[take], uk[take]
+        sum_metro[r] += np.exp(np.minimum(w, 0.0))  # min(1, exp(w)); NaN stays NaN
         num_steps[r] += 1
         prefix[r] += pk
         s = prefix[r]
@@ -188,7 +213,7 @@ def _subtree(energy, metric, rows, depth, q, p, grad, pot, step, h0, uniforms):
             if k % (1 << m):
                 break
             begin_p[r, m], begin_sharp[r, m], before[r, m] = pk, sk, s - pk
-        ok = -w <= MAX_DELTA_H  # h = inf (w = -inf) is a divergence too
+        ok = w >= -MAX_DELTA_H  # h = inf (w = -inf) and NaN are divergences too
         divergent[r] |= ~ok
         for m in range(1, levels):
             if (k + 1) % (1 << m):
@@ -215,10 +240,9 @@ class _NUTSKernel:
     def transition(self, energy, metric, state, step_size, rngs):
         """One NUTS transition for every chain: returns the new state and per-chain statistics."""
         q, pot, grad = state
-        c, d = q.shape
-        everyone = np.arange(c)
-        p = metric.momentum(np.stack([rng.standard_normal(d) for rng in rngs]), everyone)
-        p_sharp = metric.sharp(p, everyone)
+        c = len(q)
+        p = _momentum(metric, rngs, q.shape[1])
+        p_sharp = metric.sharp(p)
         h0 = pot + _kinetic(p, p_sharp)
         # the two ends of each chain's trajectory: q, p, grad, potential, p#
         left = [q.copy(), p.copy(), grad.copy(), pot.copy(), p_sharp.copy()]
@@ -247,8 +271,7 @@ class _NUTSKernel:
                 break
             depth[a] += 1
             sub_lsw = sub.lsw[v]
-            with np.errstate(invalid="ignore", over="ignore"):
-                take = (sub_lsw > lsw[a]) | (u[:, 1] < np.exp(sub_lsw - lsw[a]))
+            take = (sub_lsw > lsw[a]) | (u[:, 1] < np.exp(sub_lsw - lsw[a]))
             for x, y in zip(sample, sub.proposal):
                 x[a[take]] = y[v][take]
             lsw[a] = np.logaddexp(lsw[a], sub_lsw)
@@ -265,7 +288,7 @@ class _NUTSKernel:
                 for x, y in zip(side, sub.end):
                     x[a[mask]] = y[v][mask]
             active[a[~persist]] = False
-        sample_sharp = metric.sharp(sample[1], everyone)
+        sample_sharp = metric.sharp(sample[1])
         stats = {"accept_prob": sum_metro / np.maximum(num_steps, 1), "tree_depth": depth, "num_steps": num_steps,
                  "diverging": divergent, "energy": sample[3] + _kinetic(sample[1], sample_sharp),
                  "lp": -sample[3]}
@@ -279,15 +302,14 @@ class _HMCKernel:
     def transition(self, energy, metric, state, step_size, rngs):
         """``num_steps`` leapfrog steps for every chain at once, then a Metropolis correction."""
         q0, pot0, grad0 = state
-        c, d = q0.shape
-        everyone = np.arange(c)
-        p = metric.momentum(np.stack([rng.standard_normal(d) for rng in rngs]), everyone)
-        h0 = pot0 + _kinetic(p, metric.sharp(p, everyone))
+        c = len(q0)
+        p = _momentum(metric, rngs, q0.shape[1])
+        h0 = pot0 + _kinetic(p, metric.sharp(p))
         q, grad, pot = q0, grad0, pot0
         step = step_size[:, None]
         for _ in range(self.num_steps):
-            q, p, grad, pot = _leapfrog(energy, metric, everyone, q, p, grad, step)
-        h = pot + _kinetic(p, metric.sharp(p, everyone))
+            q, p, grad, pot = _leapfrog(energy, metric, q, p, grad, step)
+        h = pot + _kinetic(p, metric.sharp(p))
         h = np.where(np.isnan(h), np.inf, h)
         log_accept = np.minimum(h0 - h, 0.0)
         u = np.array([rng.random() for rng in rngs])
@@ -396,10 +418,11 @@ def _find_step_size(energy, metric, state, step_size, rngs):
         a = np.flatnonzero(active)
         if not a.size:
             break
-        p = metric.momentum(np.stack([rngs[i].standard_normal(d) for i in a]), a)
-        h0 = pot[a] + _kinetic(p, metric.sharp(p, a))
-        _, p1, _, pot1 = _leapfrog(energy, metric, a, q[a], p, grad[a], step_size[a, None])
-        h = pot1 + _kinetic(p1, metric.sharp(p1, a))
+        live = metric.take(a)
+        p = _momentum(live, [rngs[i] for i in a], d)
+        h0 = pot[a] + _kinetic(p, live.sharp(p))
+        _, p1, _, pot1 = _leapfrog(energy, live, q[a], p, grad[a], step_size[a, None])
+        h = pot1 + _kinetic(p1, live.sharp(p1))
         h = np.where(np.isnan(h), np.inf, h)
         delta = h0 - h
         first = direction[a] == 0
@@ -452,6 +475,8 @@ def run_chains(potential, kernel, chains, rng_seed, num_warmup, num_samples, ini
     c, d = len(chains), potential.dim
     rngs = [np.random.Generator(np.random.PCG64(fold_in(rng_seed, int(chain)))) for chain in chains]
     energy = _Energy(potential)
+    # one errstate for the whole run: the kernels' inf - inf and exp overflows are expected, and a context
+    # manager per leapfrog step would cost more than the arithmetic it guards
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
         state = _initial_state(potential, energy, init, rngs, chains)
         metric = _DenseMetric(np.broadcast_to(np.eye(d), (c, d, d)).copy()) if dense_mass else \

@@ -23,8 +23,6 @@ so the C log-densities and gradients cost one evaluation. A model that does
 not broadcast over that axis falls back to a loop over chains, with one
 warning saying why.
 """
-import warnings
-
 import autograd.numpy as anp
 import numpy as np
 from autograd.tracer import getval, isbox
@@ -34,15 +32,12 @@ from ..autodiff import value_and_grads
 from ..core import Handler, plate, site_log_prob, sum_all
 from ..distributions.constraints import Constraint
 from ..distributions.transforms import IdentityTransform, biject_to
-from ..errors import PPLError, SiteError
+from ..errors import SiteError
 from ..handlers import seed, trace
+from .elbo import NOT_BROADCASTING, NotVectorizable, particle_reducer, vectorized_or_looped
 from .init import init_to_uniform
 
 CHAINS = "_chains"
-
-
-class NotVectorizable(PPLError):
-    """The model's log-densities did not broadcast along the chain axis."""
 
 
 class _Site:
@@ -102,21 +97,6 @@ class _Evaluate(Handler):
         if not self.terms:
             return 0.0
         return kernels.add_n(*self.terms, signs=(1.0,) * len(self.terms))
-
-
-def _chain_reducer(num_chains, batch_ndim):
-    """Sum a log-density array over everything but the chain axis (at ``-(batch_ndim + 1)``)."""
-
-    def reduce(lp):
-        shape = anp.shape(lp)
-        if len(shape) == batch_ndim + 1 and shape[0] == num_chains:
-            return kernels.sum(lp, tuple(range(1, batch_ndim + 1))) if batch_ndim else lp
-        if len(shape) <= batch_ndim or shape[0] == 1:
-            return kernels.sum(lp)  # does not depend on the chain: the same term for each
-        raise NotVectorizable(f"a log-density of shape {shape} has no chain axis of size {num_chains} "
-                              f"at dim {-(batch_ndim + 1)}")
-
-    return reduce
 
 
 def _depends_on_tape(constraint, depth=0):
@@ -229,30 +209,27 @@ class Potential:
         flat = self._check_flat(flat)
         if flat.ndim == 1:
             return self._single(flat)
-        if self._plan != "loop":
-            try:
-                result = self._batched(flat)
-                if self._plan is None:
-                    self._verify(flat, result)
-                    self._plan = "vectorize"
-                return result
-            except (NotVectorizable, ValueError, IndexError, TypeError) as err:
-                if self._plan == "vectorize":
-                    raise
-                looped = self._looped(flat)  # a genuine error in the model raises here too
-                self._plan = "loop"
-                warnings.warn(
-                    f"potential: model {getattr(self.model, '__name__', self.model)!r} does not broadcast over a "
-                    f"leading chain axis ({type(err).__name__}: {err}); evaluating chains one at a time. To "
-                    "vectorize, write the model so every latent may carry extra leading axes: index from the "
-                    "right (x[..., 0], not x[0]), sum with axis=-1, and put data axes in plates.",
-                    stacklevel=2)
-                return looped
-        return self._looped(flat)
+        if self._plan == "vectorize":
+            return self._batched(flat)
+        if self._plan == "loop":
+            return self._looped(flat)
+        return vectorized_or_looped(self.model, lambda: self._first_batched(flat), lambda: self._first_looped(flat),
+                                    axis="chains")
+
+    def _first_batched(self, flat):
+        result = self._batched(flat)
+        self._verify(flat, result)
+        self._plan = "vectorize"
+        return result
+
+    def _first_looped(self, flat):
+        result = self._looped(flat)  # a genuine error in the model raises here too
+        self._plan = "loop"
+        return result
 
     def _batched(self, flat):
         c = len(flat)
-        reduce = _chain_reducer(c, self.batch_ndim)
+        reduce = particle_reducer(c, self.batch_ndim)
         out = {}
 
         def objective(*pieces):
@@ -310,7 +287,7 @@ class Potential:
         n = len(flat)
         if self._plan != "loop":
             try:
-                _, handler = self._run(self._split(flat, n), _chain_reducer(n, self.batch_ndim), True, n)
+                _, handler = self._run(self._split(flat, n), particle_reducer(n, self.batch_ndim), True, n)
                 values = {}
                 shapes = dict(self.shapes, **self.deterministic_shapes)
                 for name, value in handler.values.items():
@@ -320,7 +297,7 @@ class Potential:
                     else:
                         values[name] = np.broadcast_to(value, (n,) + shapes[name]).copy()
                 return values
-            except (NotVectorizable, ValueError, IndexError, TypeError):
+            except NOT_BROADCASTING:
                 pass  # not the hot path: site by site, row by row
         rows = [self._record(row) for row in flat]
         return {name: np.stack([r[name] for r in rows]) for name in rows[0]} if rows else {}
