@@ -264,3 +264,15 @@ def test_nuts_chains_on_dask_and_a_process_pool_equal_the_in_process_chains(dask
         np.testing.assert_array_equal(local.positions, other.positions)
         for name in ("mu", "sigma"):
             np.testing.assert_array_equal(local.samples[name], other.samples[name])
+
+
+def test_a_function_from_a_module_the_workers_cannot_import_is_refused_on_dask(dask_executor, tmp_path):
+    import importlib.util
+
+    source = tmp_path / "made_up.py"
+    source.write_text("def fit(item, rng_seed):\n    return item\n")
+    spec = importlib.util.spec_from_file_location("ppl_made_up_name", source)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(TypeError, match="'ppl_made_up_name'.*cannot be imported"):
+        fit_many(module.fit, [1, 2], executor=dask_executor)

@@ -83,6 +83,15 @@ def _unpicklable_part(obj, dumps):
     return obj
 
 
+def _unimportable(module):
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is None
+    except (ImportError, ValueError):
+        return True
+
+
 def check_sendable(fn, items, executor, caller="fit_many"):
     """Raise a clear ``TypeError`` before any work starts if ``fn`` or an item cannot reach the workers."""
     if _is_in_process(executor):
@@ -97,6 +106,14 @@ def check_sendable(fn, items, executor, caller="fit_many"):
         raise TypeError(f"{caller}: the function {_describe(culprit)} cannot be sent to the workers of "
                         f"{type(executor).__name__}: {why}. Define it at module level (def in an importable "
                         f"module) and pass that, or run with executor=None or a ThreadPoolExecutor.")
+    module = getattr(fn, "__module__", None)
+    if dumps is not pickle.dumps and module not in (None, "__main__") and _unimportable(module):
+        # Dask tries the standard pickle first, which sends fn by module and name: a worker that cannot import
+        # the module dies unpacking the task, again and again, and the run never ends
+        raise TypeError(f"{caller}: the function {_describe(fn)} lives in module {module!r}, which cannot be "
+                        f"imported by name (it was loaded from a file under another name?), so the workers of "
+                        f"{type(executor).__name__} cannot find it. Put it in an importable module, or in the "
+                        "script you run.")
     for i, item in enumerate(items):
         try:
             dumps(item)

@@ -436,8 +436,8 @@ def fit_start(model, method, init_loc_fn, rng_seed, args, kwargs):
     from .potential import potential as make_potential
 
     begin = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         if method == "laplace":
             result = Laplace(model, init_loc_fn, khat_samples=0).run(*args, rng_seed=rng_seed, **kwargs)
             pot = make_potential(model, *args, **kwargs)
@@ -450,6 +450,9 @@ def fit_start(model, method, init_loc_fn, rng_seed, args, kwargs):
             approximation = fit.paths[0].approximation
             mean, cov = approximation.mean, approximation.covariance()
             pot = make_potential(model, *args, **kwargs)
+    for warning in caught:  # the one warning that a model runs its particles in a loop is said once: here
+        if "does not broadcast" in str(warning.message):
+            warnings.warn(warning.message, stacklevel=3)
     cov = 0.5 * (cov + cov.T)
     if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(cov))):
         raise NonFiniteError(f"ADVI init: the {method} fit is not finite")
