@@ -22,7 +22,6 @@ seeded 0, as in-process, so the numbers do not depend on the executor.
                                      [--executor {none,process,dask}] [--workers 2]
 """
 import argparse
-import contextlib
 import platform
 import sys
 import time
@@ -34,7 +33,7 @@ import numpy as np
 from ppl.handlers import replace, trace
 from ppl.infer import ADVI, MAP, NUTS, Laplace, Pathfinder, diagnostics
 from ppl.infer.diagnostics import psis_khat
-from ppl.infer.parallel import run_tasks
+from ppl.infer.parallel import make_executor, run_tasks
 from ppl.testing import posteriordb
 
 KHAT_LIMIT = 0.7
@@ -180,24 +179,6 @@ def run_sent_task(task, rng_seed):
     name, engine, settings = task
     SETTINGS.update(settings)
     return run_task(name, engine, rng_seed)
-
-
-@contextlib.contextmanager
-def make_executor(kind, workers):
-    """None (this process), a process pool, or a Dask LocalCluster's executor; closed on exit."""
-    if kind == "none":
-        yield None
-    elif kind == "process":
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(workers) as pool:
-            yield pool
-    else:
-        from distributed import Client, LocalCluster  # the extra `distributed`
-
-        with LocalCluster(n_workers=workers, processes=True, threads_per_worker=1, dashboard_address=":0") as cluster, \
-                Client(cluster) as client:
-            yield client.get_executor()
 
 
 def _fmt(x, spec):

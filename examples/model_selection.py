@@ -17,10 +17,8 @@ processes), with the same numbers on each, since fit k is seeded by
                                        [--executor {none,process,dask}] [--workers 2]
 """
 import argparse
-import contextlib
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import scipy.stats as st
@@ -31,6 +29,7 @@ from ppca import ml_solution, probabilistic_pca  # noqa: E402  (the same plain m
 from ppl import condition, seed  # noqa: E402
 from ppl.core import fold_in  # noqa: E402
 from ppl.infer import ADVI, Trace_ELBO, fit_many, log_evidence  # noqa: E402
+from ppl.infer.parallel import make_executor  # noqa: E402
 from ppl.files import atomic_write
 from ppl.optim import Adam  # noqa: E402
 
@@ -56,22 +55,6 @@ def score(task, rng_seed):
     iwae = log_evidence(model, result.guide, result.params, *sizes, num_samples=args.iwae_samples,
                         rng_seed=fold_in(rng_seed, "iwae"))
     return elbo, iwae, exact_log_likelihood(x, ml_solution(x, k, args.stddv)[0], args.stddv)
-
-
-@contextlib.contextmanager
-def make_executor(kind, workers):
-    """None, a process pool or a Dask LocalCluster's executor, closed on exit."""
-    if kind == "none":
-        yield None
-    elif kind == "process":
-        with ProcessPoolExecutor(workers) as pool:
-            yield pool
-    else:
-        from distributed import Client, LocalCluster  # the extra `distributed`
-
-        with LocalCluster(n_workers=workers, processes=True, threads_per_worker=1, dashboard_address=":0") as cluster, \
-                Client(cluster) as client:
-            yield client.get_executor()
 
 
 def main(argv=None):

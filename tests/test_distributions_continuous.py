@@ -10,7 +10,7 @@ from hypothesis.extra import numpy as hnp
 
 from ppl.distributions import (Beta, Cauchy, Dirichlet, Exponential, Gamma, HalfNormal, Laplace, LogNormal,
                                MultivariateNormal, MultivariateNormalDiag, Normal, StudentT, Uniform)
-from ppl.testing import finite_difference
+from ppl.testing import assert_gradients_match, finite_difference
 
 SETTINGS = settings(max_examples=25, deadline=None)
 # Parameter shapes that broadcast together (to (2, 3) at most), so batch broadcasting is exercised.
@@ -42,16 +42,6 @@ def _draw_params(data, ranges):
 def _random_spd(rng, batch, n):
     a = rng.normal(size=batch + (n, n))
     return a @ np.swapaxes(a, -1, -2) + 0.5 * n * np.eye(n)
-
-
-def _assert_gradients(f, args, rtol=1e-5, atol=1e-7):
-    """autograd's gradient of the scalar f w.r.t. each argument equals central finite differences."""
-    for i in range(len(args)):
-        def partial(x, i=i):
-            return f(*args[:i], x, *args[i + 1:])
-
-        np.testing.assert_allclose(autograd.grad(partial)(args[i]), finite_difference(partial, args[i]),
-                                   rtol=rtol, atol=atol, err_msg=f"argument {i}")
 
 
 # ---------------------------------------------------------------- univariate against scipy.stats
@@ -317,13 +307,13 @@ def test_log_prob_gradients(family):
     def total(*args):
         return anp.sum(make(*args).log_prob(value) * np.arange(1.0, 3.0))  # weights: no lucky cancellation
 
-    _assert_gradients(total, list(params))
+    assert_gradients_match(total, list(params))
     if family != "Dirichlet":  # a step off the simplex leaves Dirichlet's support: no derivative in the value
-        _assert_gradients(lambda x: anp.sum(make(*params).log_prob(x) * np.arange(1.0, 3.0)), [value])
+        assert_gradients_match(lambda x: anp.sum(make(*params).log_prob(x) * np.arange(1.0, 3.0)), [value])
     # Entropy, mean and variance carry gradients too.
-    _assert_gradients(lambda *p: anp.sum(make(*p).entropy()), list(params))
+    assert_gradients_match(lambda *p: anp.sum(make(*p).entropy()), list(params))
     if family not in {"StudentT", "Cauchy"}:
-        _assert_gradients(lambda *p: anp.sum(anp.sin(make(*p).mean) + anp.sqrt(make(*p).variance)), list(params))
+        assert_gradients_match(lambda *p: anp.sum(anp.sin(make(*p).mean) + anp.sqrt(make(*p).variance)), list(params))
 
 
 def test_multivariate_normal_gradients():
@@ -342,7 +332,7 @@ def test_multivariate_normal_gradients():
         return anp.sum(MultivariateNormal(loc, scale_tril=anp.stack([tril, 2 * tril])).log_prob(x[:, None]))
 
     for f in (by_covariance, by_precision, by_batched_tril):
-        _assert_gradients(f, [loc, raw, x])
+        assert_gradients_match(f, [loc, raw, x])
 
 
 # family -> (constructor, parameter values) for reparameterized draws
@@ -362,7 +352,7 @@ def test_reparameterized_sample_gradients(family):
         x = make(*args).sample(np.random.default_rng(2), (3,))
         return anp.sum(anp.sin(x))
 
-    _assert_gradients(draws, list(params))
+    assert_gradients_match(draws, list(params))
 
 
 def test_studentt_draws_refuse_a_gradient_in_df():

@@ -18,7 +18,8 @@ from ppl.distributions import (Binomial, Cauchy, Exponential, GammaPoisson, Half
                                ImproperUniform, Laplace, Logistic, LogNormal, Multinomial, NegativeBinomial, Normal,
                                Poisson, StudentT, Weibull, biject_to, constraints)
 from ppl.errors import SiteError
-from ppl.testing import finite_difference
+from ppl.testing import assert_gradients_match
+from test_distributions_continuous import _draw_params  # the same parameter arrays over the same shapes
 
 SETTINGS = settings(max_examples=15, deadline=None)
 param_shapes = hst.sampled_from([(), (3,), (2, 1), (2, 3)])
@@ -66,20 +67,6 @@ CONTINUOUS = {
     "LogNormal": (LogNormal, lambda m, s: st.lognorm(s=s, scale=np.exp(m)), (REAL, POSITIVE)),
 }
 NEW_CONTINUOUS = ("HalfCauchy", "HalfStudentT", "Weibull", "Logistic")
-
-
-def _draw_params(data, ranges):
-    return [data.draw(hnp.arrays(np.float64, data.draw(param_shapes), elements=hst.floats(lo, hi)))
-            for lo, hi in ranges]
-
-
-def _assert_gradients(f, args, rtol=1e-5, atol=1e-7):
-    for i in range(len(args)):
-        def partial(x, i=i):
-            return f(*args[:i], x, *args[i + 1:])
-
-        np.testing.assert_allclose(autograd.grad(partial)(args[i]), finite_difference(partial, args[i]),
-                                   rtol=rtol, atol=atol, err_msg=f"argument {i}")
 
 
 # ---------------------------------------------------------------- continuous families and cdfs against scipy
@@ -282,19 +269,19 @@ def test_float32_parameters_stay_float32():
 def test_gradients_match_finite_differences():
     x = np.array([0.4, 1.3, 3.0])
     k = np.array([0.0, 2.0, 7.0])
-    _assert_gradients(lambda df, s, v: anp.sum(HalfStudentT(df, s).log_prob(v)), [2.5, 1.3, x])
-    _assert_gradients(lambda s, c, v: anp.sum(Weibull(s, c).log_prob(v)), [1.3, 1.7, x])
-    _assert_gradients(lambda m, s, v: anp.sum(Logistic(m, s).log_prob(v)), [0.2, 1.3, x])
-    _assert_gradients(lambda s, v: anp.sum(HalfCauchy(s).log_prob(v)), [1.3, x])
-    _assert_gradients(lambda mu, phi: anp.sum(NegativeBinomial(mu, phi).log_prob(k)), [2.5, 1.7])
-    _assert_gradients(lambda a, b: anp.sum(GammaPoisson(a, b).log_prob(k)), [2.5, 0.7])
-    _assert_gradients(lambda lr: anp.sum(Poisson(log_rate=lr).log_prob(k)), [np.array([0.3, -1.0, 2.0])])
-    _assert_gradients(lambda t: Multinomial(9, logits=t).log_prob(np.array([2.0, 0.0, 7.0])),
+    assert_gradients_match(lambda df, s, v: anp.sum(HalfStudentT(df, s).log_prob(v)), [2.5, 1.3, x])
+    assert_gradients_match(lambda s, c, v: anp.sum(Weibull(s, c).log_prob(v)), [1.3, 1.7, x])
+    assert_gradients_match(lambda m, s, v: anp.sum(Logistic(m, s).log_prob(v)), [0.2, 1.3, x])
+    assert_gradients_match(lambda s, v: anp.sum(HalfCauchy(s).log_prob(v)), [1.3, x])
+    assert_gradients_match(lambda mu, phi: anp.sum(NegativeBinomial(mu, phi).log_prob(k)), [2.5, 1.7])
+    assert_gradients_match(lambda a, b: anp.sum(GammaPoisson(a, b).log_prob(k)), [2.5, 0.7])
+    assert_gradients_match(lambda lr: anp.sum(Poisson(log_rate=lr).log_prob(k)), [np.array([0.3, -1.0, 2.0])])
+    assert_gradients_match(lambda t: Multinomial(9, logits=t).log_prob(np.array([2.0, 0.0, 7.0])),
                       [np.array([0.3, -1.0, 2.0])])
     # the cdfs truncation differentiates: value, loc, scale (StudentT: not df)
-    _assert_gradients(lambda m, s, v: anp.sum(StudentT(3.0, m, s).cdf(v)), [0.2, 1.3, x])
-    _assert_gradients(lambda m, s, v: anp.sum(Normal(m, s).log_cdf(v) + Normal(m, s).log_survival(v)), [0.2, 1.3, x])
-    _assert_gradients(lambda s, c, p: anp.sum(Weibull(s, c).icdf(p)), [1.3, 1.7, np.array([0.1, 0.5, 0.9])])
+    assert_gradients_match(lambda m, s, v: anp.sum(StudentT(3.0, m, s).cdf(v)), [0.2, 1.3, x])
+    assert_gradients_match(lambda m, s, v: anp.sum(Normal(m, s).log_cdf(v) + Normal(m, s).log_survival(v)), [0.2, 1.3, x])
+    assert_gradients_match(lambda s, c, p: anp.sum(Weibull(s, c).icdf(p)), [1.3, 1.7, np.array([0.1, 0.5, 0.9])])
     with pytest.raises(NotImplementedError, match="'df'"):
         autograd.grad(lambda df: StudentT(df, 0.0, 1.0).cdf(0.7))(3.0)
 

@@ -12,10 +12,11 @@ Two failures are made loud and early or late but never silent:
 - a task that raises stops the run with a ``TaskError`` naming its index and input, after the tasks
   already running have finished and been handed to ``on_result`` (a caller saves as it goes).
 """
+import contextlib
 import functools
 import pickle
 import reprlib
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
 
 from ..core import fold_in
 from ..errors import PPLError
@@ -199,3 +200,25 @@ def fit_many(fn, items, executor=None, rng_seed=0, on_result=None):
     items = list(items)
     return run_tasks(fn, list(range(len(items))), items, [fold_in(rng_seed, i) for i in range(len(items))],
                      executor, on_result)
+
+
+@contextlib.contextmanager
+def make_executor(kind="none", workers=2):
+    """``None`` (this process), a ``ProcessPoolExecutor``, or a Dask ``LocalCluster``'s executor, closed on exit.
+
+    ``kind`` is ``"none"``, ``"process"`` or ``"dask"`` (the extra ``distributed``): what the examples' and
+    benchmarks' ``--executor`` options mean.
+    """
+    if kind == "none":
+        yield None
+    elif kind == "process":
+        with ProcessPoolExecutor(workers) as pool:
+            yield pool
+    elif kind == "dask":
+        from distributed import Client, LocalCluster
+
+        with LocalCluster(n_workers=workers, processes=True, threads_per_worker=1, dashboard_address=":0") as cluster, \
+                Client(cluster) as client:
+            yield client.get_executor()
+    else:
+        raise ValueError(f"make_executor: kind must be 'none', 'process' or 'dask', got {kind!r}")

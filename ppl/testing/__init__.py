@@ -268,6 +268,18 @@ def finite_difference(f, x, eps=1e-6):
     return grad
 
 
+def assert_gradients_match(f, args, rtol=1e-5, atol=1e-7):
+    """autograd's gradient of the scalar ``f(*args)`` w.r.t. each argument equals central finite differences."""
+    import autograd
+
+    for i in range(len(args)):
+        def partial(x, i=i):
+            return f(*args[:i], x, *args[i + 1:])
+
+        np.testing.assert_allclose(autograd.grad(partial)(args[i]), finite_difference(partial, args[i]),
+                                   rtol=rtol, atol=atol, err_msg=f"argument {i}")
+
+
 # ---------------------------------------------------------------- handler laws
 
 
