@@ -233,22 +233,6 @@ def test_sbc_resumes_after_a_worker_process_is_killed(in_process_sbc, tmp_path):
     assert np.array_equal(resumed.ranks["mu"], in_process_sbc.ranks["mu"])
 
 
-def test_sbc_on_dask_stops_clearly_when_a_worker_dies_and_resumes_exactly(in_process_sbc, dask_executor, tmp_path):
-    """A replication that kills every worker that runs it: Dask restarts the worker and resubmits the task,
-    which kills again; the run stops with an error naming the task, and resume finishes it exactly."""
-    path = tmp_path / "sbc.npz"
-    killer = DieOnSeed(fold_in(0, "sbc", 7))
-    with pytest.raises(TaskError, match=r"sbc: task 7 raised KilledWorker"):
-        diagnostics.sbc(sbc_model, killer, num_simulations=40, bins=5, rng_seed=0, path=path,
-                        executor=dask_executor)
-    with np.load(path) as saved:
-        done = saved["done"]
-        assert not done[7] and np.array_equal(saved["ranks_0"][done], in_process_sbc.ranks["mu"][done])
-    resumed = diagnostics.sbc(sbc_model, exact_posterior, num_simulations=40, bins=5, rng_seed=0, path=path,
-                              resume=True, executor=dask_executor)
-    assert np.array_equal(resumed.ranks["mu"], in_process_sbc.ranks["mu"])
-
-
 def test_nuts_chains_on_dask_and_a_process_pool_equal_the_in_process_chains(dask_executor):
     from ppl.infer import NUTS
 
