@@ -66,7 +66,7 @@ def test_load_missing_names_every_folder_searched(tmp_path):
 
 
 def test_load_prefers_data_dir(tmp_path, posteriors):
-    src = os.path.join(os.environ["PPL_DATA_DIR"], "posteriordb")
+    src = os.path.abspath(os.path.join(os.environ["PPL_DATA_DIR"], "posteriordb"))  # CI gives a relative path
     (tmp_path / "draws").mkdir()
     text = open(os.path.join(src, "kidiq-kidscore_momiq.json")).read().replace('"kidiq-kidscore_momiq"', '"copy"', 1)
     (tmp_path / "kidiq-kidscore_momiq.json").write_text(text)
