@@ -11,6 +11,7 @@ import ppl.distributions as dist
 from ppl import observe, plate, sample
 from ppl.infer import diagnostics
 from ppl.infer.mcmc import HMC, NUTS, window_schedule
+from test_potential import eight_schools as eight_schools_centered  # the centred parameterization
 
 X = np.array([0.9, 1.7, 0.3, 2.2, 1.1, 1.4])
 
@@ -117,14 +118,6 @@ def test_dense_mass_mixes_a_correlated_gaussian_in_far_fewer_steps():
                          num_chains=1)
     assert diagonal.stats["num_steps"].sum() > dense_steps
     assert np.std(diagonal.samples["x"].mean(axis=-1)) < 0.4 * long_axis_sd
-
-
-def eight_schools_centered(y, sigma):
-    mu = sample("mu", dist.Normal(0.0, 5.0))
-    tau = sample("tau", dist.HalfCauchy(5.0))
-    with plate("schools", len(y)):
-        theta = sample("theta", dist.Normal(mu, tau))
-        observe("y", dist.Normal(theta, sigma), y)
 
 
 SCHOOLS = (np.array([28.0, 8, -3, 7, -1, 1, 18, 12]), np.array([15.0, 10, 16, 11, 9, 11, 10, 18]))

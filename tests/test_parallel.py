@@ -101,12 +101,9 @@ def assert_same_bits(a, b):
 
 @pytest.fixture(scope="module")
 def dask_executor():
-    import dask
     from distributed import Client, LocalCluster
 
-    # a task whose worker dies is retried once, then reported (the default, 3 retries, only takes longer)
-    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
-        cluster = LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None)
+    cluster = LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None)
     client = Client(cluster)
     try:
         yield client.get_executor()
