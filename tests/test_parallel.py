@@ -5,7 +5,8 @@ Functions sent to workers are defined at module level here: a process pool forks
 is already imported) and Dask's spawned workers inherit ``sys.path``, on which pytest put this folder.
 """
 import os
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+import re
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -177,6 +178,32 @@ def test_a_raising_task_is_named_by_index_and_input_and_finished_results_are_kep
     assert info.value.index == 2 and {0, 1} <= set(info.value.finished)
 
 
+class LazyExecutor(Executor):
+    """Runs only the first task it is given; the others stay pending and are never started nor notified of
+    a cancel (as Dask's executor leaves a future whose task it lost): a waiter on those hangs."""
+
+    def __init__(self):
+        self.futures = []
+
+    def submit(self, fn, *args):
+        future = Future()
+        if not self.futures:
+            future.set_running_or_notify_cancel()
+            try:
+                future.set_result(fn(*args))
+            except Exception as error:  # noqa: BLE001 - handed to the caller through the future
+                future.set_exception(error)
+        self.futures.append(future)
+        return future
+
+
+def test_a_failure_stops_the_run_without_waiting_on_tasks_that_never_started():
+    executor = LazyExecutor()
+    with pytest.raises(TaskError, match=r"task 0 raised ValueError"):
+        fit_many(fail_on_three, [3, 1, 2], executor=executor)
+    assert [f.cancelled() for f in executor.futures] == [False, True, True]
+
+
 def test_sbc_on_a_process_pool_and_on_dask_equals_in_process(in_process_sbc, dask_executor):
     ranks = in_process_sbc.ranks["mu"]
     assert ranks.shape == (40, 1) and ranks.min() >= 0 and ranks.max() <= 99
@@ -228,6 +255,27 @@ def test_sbc_resumes_after_a_worker_process_is_killed(in_process_sbc, tmp_path):
     resumed = diagnostics.sbc(sbc_model, exact_posterior, num_simulations=40, bins=5, rng_seed=0, path=path,
                               resume=True)
     assert np.array_equal(resumed.ranks["mu"], in_process_sbc.ranks["mu"])
+
+
+def test_sbc_on_dask_stops_clearly_when_a_worker_dies_and_resumes_exactly(tmp_path):
+    """A replication that kills every worker that runs it: Dask restarts the worker and resubmits the task
+    once, which kills again; the run stops with an error naming the task and KilledWorker, the finished
+    ranks are on disk, and ``resume=True`` finishes the run with the uninterrupted ranks.
+
+    The cluster lives in a child process (``dask_worker_kill.py``) with a timeout, so a hang fails this
+    test instead of holding the suite."""
+    import json
+    import subprocess
+    import sys
+
+    script = os.path.join(os.path.dirname(__file__), "dask_worker_kill.py")
+    done = subprocess.run([sys.executable, script, str(tmp_path / "sbc.npz")], capture_output=True, text=True,
+                          timeout=240, cwd=os.path.dirname(__file__))
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert re.match(r"sbc: task 7 raised KilledWorker", report["error"]), report
+    assert not report["task_7_done"] and 0 < report["done"] < 40 and report["saved_ranks_match"], report
+    assert report["resumed_ranks_match"], report
 
 
 def test_nuts_chains_on_dask_and_a_process_pool_equal_the_in_process_chains(dask_executor):

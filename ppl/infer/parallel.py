@@ -9,8 +9,8 @@ Two failures are made loud and early or late but never silent:
 
 - a function that cannot be sent to a worker (a lambda, a closure) is refused before any task starts,
   with its name and the fix (define it at module level);
-- a task that raises stops the run with a ``TaskError`` naming its index and input, after the tasks
-  already running have finished and been handed to ``on_result`` (a caller saves as it goes).
+- a task that raises stops the run with a ``TaskError`` naming its index and input; tasks not yet
+  started are cancelled, those started finish and are handed to ``on_result`` (a caller saves as it goes).
 """
 import contextlib
 import functools
@@ -166,8 +166,7 @@ def run_tasks(fn, indices, items, seeds, executor=None, on_result=None, caller="
                     deliver(k, future.result())
                 elif failure is None:
                     failure = (k, error)
-                    for other in pending:  # tasks not yet started are dropped; running ones still finish
-                        other.cancel()
+                    _drop_unstarted(pending)  # tasks a pool has started still finish and are kept
     finally:
         for other in pending:  # an interrupt or a raising on_result: start nothing more
             other.cancel()
@@ -175,6 +174,13 @@ def run_tasks(fn, indices, items, seeds, executor=None, on_result=None, caller="
         k, error = failure
         raise _task_error(caller, indices[k], items[k], error, finished, len(items)) from error
     return results
+
+
+def _drop_unstarted(pending):
+    """Cancel the tasks that have not started and forget them: ``wait`` counts a cancelled future as done
+    only once its executor notices (Dask's executor may never do so), so waiting on one can hang."""
+    for future in [f for f in pending if f.cancel()]:
+        del pending[future]
 
 
 def fit_many(fn, items, executor=None, rng_seed=0, on_result=None):
@@ -185,9 +191,10 @@ def fit_many(fn, items, executor=None, rng_seed=0, on_result=None):
     Seeds depend on the index alone, so the results are the same, bit for bit, on every executor. Under a
     process-based executor ``fn`` and the items must be picklable: a lambda or closure is refused before any
     task starts. ``on_result(i, result)`` is called in this process as each task finishes (in completion
-    order), so a caller can save results as they come; if a task raises, the run stops with a
-    ``TaskError`` naming its index and input once the running tasks are done (their results still reach
-    ``on_result`` and ``TaskError.finished``).
+    order), so a caller can save results as they come; if a task raises, the tasks not yet started are
+    cancelled and the run stops with a ``TaskError`` naming its index and input once the started ones are
+    done (their results still reach ``on_result`` and ``TaskError.finished``; Dask's executor never marks
+    a task as started, so there every unfinished task is cancelled and the run stops at once).
 
         >>> import numpy as np
         >>> def mean_of_draws(n, rng_seed):
