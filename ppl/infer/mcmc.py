@@ -18,7 +18,8 @@ Warm-up is Stan's: the initial step-size heuristic, dual averaging of log
 step size towards the target acceptance (gamma 0.05, t0 10, kappa 0.75,
 mu = log(10 eps)), and the (diagonal or dense) inverse mass matrix estimated
 from the draws of windows of 25, 50, 100, ... iterations after a 75-iteration
-buffer and before a 50-iteration terminal buffer, regularised towards 1e-3 I.
+buffer and before a 50-iteration terminal buffer, regularised (towards 1e-3 times its own
+diagonal, not Stan's 1e-3 I: see ``_Welford.regularized``).
 
 The chains advance together: every leapfrog step is one evaluation of the
 potential for all chains still building their trees (a chain whose tree has
@@ -27,6 +28,7 @@ Each chain's randomness comes from its own generator seeded with
 ``fold_in(rng_seed, chain)``, so chains run together, one at a time, or in
 another process give the same draws.
 """
+import functools
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -36,6 +38,7 @@ import numpy as np
 from ..core import fold_in
 from ..errors import NonFiniteError, SupportError
 from . import diagnostics
+from .parallel import run_tasks
 from .potential import Potential
 
 MAX_DELTA_H = 1000.0
@@ -397,13 +400,23 @@ class _Welford:
             self.m2 += (x - self.mean) * delta
 
     def regularized(self):
-        """Stan's estimate: shrink the sample (co)variance towards 1e-3 I with weight 5 / (n + 5)."""
+        """Stan's shrinkage of the sample (co)variance, with weight 5 / (n + 5), towards 1e-3 times its own
+        diagonal rather than Stan's 1e-3 I.
+
+        Stan's target is in absolute units: on a ridge whose narrow direction has variance 1e-9 (kilpisjarvi's
+        slope and intercept, with years near 4000 as the predictor) adding 1e-5 I makes the metric 10^4 too
+        wide there, and every tree takes hundreds of leapfrog steps. Scaled by the diagonal, the shrinkage is
+        the same as Stan's where the scales are near 1 and does not depend on the units of any coordinate.
+        A coordinate with no spread in the window (a stuck chain) shrinks towards 1e-3, as in Stan.
+        """
         n = self.n
         cov = self.m2 / (n - 1)
-        shrink = 1e-3 * 5.0 / (n + 5.0)
+        variances = np.diagonal(cov, axis1=-2, axis2=-1) if self.dense else cov
+        target = 1e-3 * np.where(variances > 0, variances, 1.0)
+        weight = 5.0 / (n + 5.0)
         if self.dense:
-            return (n / (n + 5.0)) * cov + shrink * np.eye(cov.shape[-1])
-        return (n / (n + 5.0)) * cov + shrink
+            return (n / (n + 5.0)) * cov + weight * target[..., None] * np.eye(cov.shape[-1])
+        return (n / (n + 5.0)) * cov + weight * target
 
 
 def _find_step_size(energy, metric, state, step_size, rngs):
@@ -463,9 +476,19 @@ def _initial_state(potential, energy, init, rngs, chains):
     return q, pot, grad
 
 
+def _start_metric(inverse_mass, c, d, dense_mass):
+    start = np.eye(d) if inverse_mass is None else np.asarray(inverse_mass, dtype=float)
+    if dense_mass:
+        return _DenseMetric(np.broadcast_to(start, (c, d, d)).copy())
+    return _DiagonalMetric(np.broadcast_to(np.diag(start), (c, d)).copy())
+
+
 def run_chains(potential, kernel, chains, rng_seed, num_warmup, num_samples, init="uniform", step_size=None,
-               target_accept=0.8, dense_mass=False, adapt=True, callback=None):
+               target_accept=0.8, dense_mass=False, adapt=True, callback=None, inverse_mass=None):
     """Warm up and sample the chains numbered ``chains`` together; every array has a leading chain axis.
+
+    ``inverse_mass``: the metric the warm-up starts from, (D, D) (its diagonal when ``dense_mass`` is off);
+    None is the identity, as Stan's.
 
     Returns a dict: ``positions`` (C, num_samples, D), per-draw ``stats``
     {name: (C, num_samples)}, the final ``step_size`` (C,) and
@@ -479,8 +502,7 @@ def run_chains(potential, kernel, chains, rng_seed, num_warmup, num_samples, ini
     # manager per leapfrog step would cost more than the arithmetic it guards
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
         state = _initial_state(potential, energy, init, rngs, chains)
-        metric = _DenseMetric(np.broadcast_to(np.eye(d), (c, d, d)).copy()) if dense_mass else \
-            _DiagonalMetric(np.ones((c, d)))
+        metric = _start_metric(inverse_mass, c, d, dense_mass)
         eps = np.full(c, 1.0 if step_size is None else float(step_size))
         if adapt:
             eps = _find_step_size(energy, metric, state, eps, rngs)
@@ -525,9 +547,9 @@ def run_chains(potential, kernel, chains, rng_seed, num_warmup, num_samples, ini
     return {"positions": positions, "stats": records, "step_size": eps, "inverse_mass": metric.inverse}
 
 
-def _run_chain_worker(spec, chain):
-    """One chain in a worker process (module level, so an Executor can pickle it)."""
-    model, args, kwargs, settings = spec
+def _run_chain_worker(model, args, kwargs, settings, chain, rng_seed):
+    """One chain in a worker process (module level, so an Executor can pickle it). Its generator is
+    ``fold_in(rng_seed, chain)``, made inside ``run_chains`` as for chains run here."""
     potential = Potential(model, args, kwargs)
     return run_chains(potential, chains=[chain], **settings)
 
@@ -655,12 +677,15 @@ class _MCMC:
         potential = Potential(self.model, args, kwargs)
         if potential.dim == 0:
             raise ValueError(f"{type(self).__name__}: the model has no continuous latent sites to sample")
-        init = self._initial(potential, args, kwargs)
+        init, inverse_mass = self._initial(potential, num_chains, rng_seed)
         settings = self._settings(rng_seed, num_warmup, num_samples, init)
+        if inverse_mass is not None:
+            settings["inverse_mass"] = inverse_mass
         if executor is not None:
-            spec = (self.model, tuple(args), dict(kwargs), settings)
-            futures = [executor.submit(_run_chain_worker, spec, chain) for chain in range(num_chains)]
-            parts = [f.result() for f in futures]
+            one_chain = functools.partial(_run_chain_worker, self.model, tuple(args), dict(kwargs), settings)
+            chains = list(range(num_chains))
+            parts = run_tasks(one_chain, chains, chains, [rng_seed] * num_chains, executor,
+                              caller=f"{type(self).__name__}.run")
         else:
             bar = self._bar(progress, num_chains if not vectorize_chains else 1, num_warmup + num_samples)
             callback = None if bar is None else bar.update_with
@@ -689,11 +714,12 @@ class _MCMC:
             return potential.vectorized is not False
         return potential.vectorized is not False
 
-    def _initial(self, potential, args, kwargs):
+    def _initial(self, potential, num_chains, rng_seed):
+        """``(init, inverse_mass)``: where the chains start, and the metric the warm-up starts from."""
         if isinstance(self.init, dict) or self.init == "uniform":
-            return self.init
+            return self.init, None
         if self.init == "laplace":
-            return _mode(potential)
+            return laplace_start(potential, num_chains, rng_seed, type(self).__name__)
         raise ValueError(f"{type(self).__name__}: init must be 'uniform', 'laplace' or a dict of site values, "
                          f"got {self.init!r}")
 
@@ -723,18 +749,40 @@ class _MCMC:
                           np.concatenate([p["inverse_mass"] for p in parts]), potential, self.max_tree_depth)
 
 
-def _mode(potential):
-    """The mode of exp(-U) in the unconstrained space (L-BFGS from the origin): the Laplace centre."""
-    from scipy.optimize import minimize
+def laplace_start(potential, num_chains, rng_seed, caller="NUTS"):
+    """Initial points drawn from the Laplace approximation N(u*, H^-1), and H^-1 as the first metric.
 
-    def objective(u):
-        value, grad = potential.value_and_grad(u)
-        return (value, grad) if np.isfinite(value) else (np.inf, np.zeros_like(u))
+    u* is the mode of exp(-U) found by ``svi.find_mode`` (L-BFGS, then Newton steps), H the Hessian of U
+    there. Chains start dispersed around the mode rather than on it (so R-hat can still see chains that
+    disagree), and the first warm-up windows use the posterior's own scales: on a ridge (an intercept and
+    slope correlated at 0.9999) an identity metric makes every early tree hit the maximum depth. Where
+    no strict mode is found (a funnel's mode is at its neck, or U is unbounded below), this warns and falls
+    back to Stan's uniform start and identity metric.
+    """
+    from .svi import NEWTON_TOL, find_mode
 
-    fit = minimize(objective, np.zeros(potential.dim), jac=True, method="L-BFGS-B")
-    if not np.all(np.isfinite(fit.x)):
-        raise NonFiniteError(f"init='laplace': the mode search diverged ({fit.message})")
-    return fit.x
+    rng = np.random.Generator(np.random.PCG64(fold_in(rng_seed, "laplace")))
+    try:
+        mode = find_mode(potential.value_and_grad, potential.init(rng))
+    except (NonFiniteError, SupportError) as error:
+        return _no_mode(caller, f"{type(error).__name__}: {error}")
+    if not mode.positive_definite:
+        return _no_mode(caller, "the Hessian there is not positive definite")
+    if mode.decrement >= NEWTON_TOL:
+        return _no_mode(caller, f"a Newton step would still move it {mode.decrement:.3g} sds")
+    try:
+        covariance = np.linalg.inv(mode.hessian)
+        root = np.linalg.cholesky(0.5 * (covariance + covariance.T))
+    except np.linalg.LinAlgError as error:
+        return _no_mode(caller, f"its covariance is singular ({error})")
+    draws = rng.standard_normal((num_chains, potential.dim))
+    return mode.u + draws @ root.T, root @ root.T
+
+
+def _no_mode(caller, why):
+    warnings.warn(f"{caller}: init='laplace' found no strict mode ({why}); the chains start uniformly in "
+                  "(-2, 2) with an identity metric instead", stacklevel=5)
+    return "uniform", None
 
 
 class NUTS(_MCMC):
@@ -743,7 +791,8 @@ class NUTS(_MCMC):
     ``target_accept`` is the dual-averaging target (Stan's adapt_delta);
     ``dense_mass=True`` adapts a full inverse mass matrix (for correlated
     posteriors); ``init`` is "uniform" (Stan's (-2, 2) jitter), a dict of
-    site values, or "laplace" (every chain starts at the mode).
+    site values, or "laplace" (chains start at draws of the Laplace approximation, and warm-up
+    from its covariance as the metric: see ``laplace_start``).
     """
 
     def __init__(self, model, target_accept=0.8, max_tree_depth=10, dense_mass=False, init="uniform"):
