@@ -59,5 +59,5 @@ def test_param_tol_is_checked():
 def test_khat_draws_shrink_for_large_models_only():
     from ppl.infer.svi import khat_draws
 
-    assert khat_draws(10) == 500 and khat_draws(200) == 250 and khat_draws(5002) == 100
+    assert khat_draws(10) == 2000 and khat_draws(200) == 250 and khat_draws(5002) == 100
     assert khat_draws(5002, requested=2000) == 2000 and khat_draws(3, requested=0) == 0
