@@ -1,6 +1,6 @@
 """Pathfinder: the L-BFGS inverse-Hessian algebra against its recursion, the Gaussians against exact targets,
-the model front-end against conjugate posteriors and posteriordb, and bit-for-bit reproducibility."""
-import warnings
+the model front-end against conjugate posteriors, and bit-for-bit reproducibility (posteriordb:
+test_pathfinder_posteriordb.py)."""
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -251,23 +251,3 @@ def test_bad_arguments_name_the_culprit():
         Pathfinder(normal_normal, init="median")
     with pytest.raises(ValueError, match="num_samples"):
         Pathfinder(normal_normal).run(np.ones(3), num_samples=10)
-
-
-# ---------------------------------------------------------------- posteriordb regressions
-
-FAST_REGRESSIONS = ["earnings-earn_height", "kidiq-kidscore_momiq", "kilpisjarvi_mod-kilpisjarvi",
-                    "mesquite-logmesquite_logvolume", "sblrc-blr"]  # about 1 s each; the rest: benchmarks/
-
-
-@pytest.mark.parametrize("name", FAST_REGRESSIONS)
-def test_multipath_matches_posteriordb_regressions(name):
-    """Every parameter within |z| <= 0.3 and sd ratio in [0.7, 1.3] of Stan's reference (earn_height's paths
-    mostly stop early on its 10^4-scale intercept: the PSIS weights must pick the one that did not)."""
-    from ppl.testing import posteriordb
-
-    fn, args, kwargs = posteriordb.model(name)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", PathfinderWarning)  # a flagged fit here is a failure
-        result = Pathfinder(fn).run(*args, **kwargs)
-    comparison = posteriordb.compare(result, posteriordb.load(name))
-    assert comparison.ok(0.3, (0.7, 1.3)), comparison.table()
