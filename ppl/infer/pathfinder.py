@@ -29,10 +29,6 @@ density of a flat vector; a batch (C, D) gives (C,) and (C, D)):
 ``lbfgs_path``, ``path_approximations``, ``single_path``. ``Pathfinder`` wires it
 to a model through ``ppl.infer.potential``.
 """
-import contextlib
-import functools
-import glob
-import os
 import warnings
 from collections import deque
 from dataclasses import dataclass, field
@@ -40,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..core import fold_in
+from .blas import one_blas_thread
 from .diagnostics import pareto_smooth
 
 _EPS = np.finfo(float).eps
@@ -52,40 +49,6 @@ class PathfinderWarning(UserWarning):
 
 
 # ---------------------------------------------------------------- the L-BFGS path
-
-
-@functools.lru_cache(maxsize=None)
-def _scipy_openblas():
-    """The OpenBLAS bundled with SciPy's wheels (ctypes handle), or None (another build: nothing to tune)."""
-    import ctypes
-
-    import scipy
-
-    for path in glob.glob(os.path.join(os.path.dirname(scipy.__file__), os.pardir, "scipy.libs", "*openblas*.so*")):
-        try:
-            lib = ctypes.CDLL(path)
-            lib.scipy_openblas_get_num_threads, lib.scipy_openblas_set_num_threads  # both must exist
-            return lib
-        except (OSError, AttributeError):
-            continue
-    return None
-
-
-@contextlib.contextmanager
-def _one_blas_thread():
-    """SciPy's L-BFGS-B makes many BLAS calls on vectors of a few dozen entries; with OpenBLAS threads on a
-    busy machine each call waits for its threads, measured here at 8 ms an iteration instead of 20 us.
-    One thread for the duration of the run, then the previous setting."""
-    lib = _scipy_openblas()
-    if lib is None:
-        yield
-        return
-    before = lib.scipy_openblas_get_num_threads()
-    lib.scipy_openblas_set_num_threads(1)
-    try:
-        yield
-    finally:
-        lib.scipy_openblas_set_num_threads(before)
 
 
 class _CountingObjective:
@@ -175,7 +138,7 @@ def lbfgs_path(value_and_grad, x0, history_size=6, max_iters=1000):
             raise StopIteration  # SciPy >= 1.11 ends the run; older ones raise it through minimize
 
     message = ""
-    with _one_blas_thread():
+    with one_blas_thread():
         while run["iterations"] < max_iters and not run["stalled"]:
             first = len(xs)
             try:

@@ -1137,12 +1137,12 @@ def find_mode(value_and_grad, u0, max_iter=1000):
     """
     from scipy.optimize import minimize
 
-    from .pathfinder import _one_blas_thread
+    from .blas import one_blas_thread
 
     objective = SafeObjective(value_and_grad)
     u, iterations, steps, messages, hessian = np.asarray(u0, dtype=float), 0, 0, [], None
     for _ in range(MAX_ROUNDS):
-        with _one_blas_thread():
+        with one_blas_thread():
             fit = minimize(objective, u, jac=True, method="L-BFGS-B", options={
                 "maxiter": max(int(max_iter) - iterations, 1), "maxcor": 20, "maxls": 50, "ftol": 1e-15,
                 "gtol": 1e-9})
