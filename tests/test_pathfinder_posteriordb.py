@@ -131,3 +131,38 @@ def test_fullrank_advi_from_pathfinder_matches_the_reference(name):
         result = ADVI(fn, "fullrank", init="pathfinder").run(500, *args, rng_seed=0, progress=False, **kwargs)
     assert result.diagnostics["init"] == "pathfinder" and not result.diverged
     assert_matches_reference(result, name)
+
+
+# ---------------------------------------------------------------- eight schools and the mixture: right or flagged
+
+HARD = ["eight_schools-eight_schools_noncentered", "low_dim_gauss_mix-low_dim_gauss_mix"]
+
+
+def assert_within_or_flagged(result, name, caught):
+    """Within the bounds, or flagged: k-hat above 0.7, or the moment check's warning that the importance-weighted
+    moments contradict the approximation's (full-rank ADVI from Pathfinder on eight schools after 500 steps:
+    tau 0.38 sds low with sd ratio 0.64, k-hat 0.55, and that warning)."""
+    comparison = posteriordb.compare(result, posteriordb.load(name))
+    if not comparison.ok(Z_TOL, SD_BOUNDS):
+        messages = [str(w.message) for w in caught]
+        assert result.khat > 0.7 or any("importance-weighted moments disagree" in m for m in messages), \
+            comparison.table()
+        assert any("k-hat" in m for m in messages), messages
+
+
+@pytest.mark.parametrize("name", HARD)
+def test_pathfinder_on_eight_schools_and_the_mixture_is_right_or_flagged(name):
+    fn, args, kwargs = posteriordb.model(name)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = Pathfinder(fn).run(*args, **kwargs)
+    assert_within_or_flagged(result, name, caught)
+
+
+@pytest.mark.parametrize("name", HARD)
+def test_advi_from_pathfinder_on_eight_schools_and_the_mixture_is_right_or_flagged(name):
+    fn, args, kwargs = posteriordb.model(name)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = ADVI(fn, "fullrank", init="pathfinder").run(500, *args, rng_seed=0, progress=False, **kwargs)
+    assert_within_or_flagged(result, name, caught)

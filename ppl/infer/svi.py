@@ -449,8 +449,10 @@ def khat_draws(dim, requested=None):
 
 # Tolerances inside the benchmark's bounds (|z| <= 0.3, sd ratio in [0.7, 1.3]) by a margin for the estimate's
 # own error: a guide 0.3 sds off is flagged, one within 0.2 sds (a fit the benchmark calls good) is left alone.
+# The sd's margin is wider: where the guide misses a heavy tail, the weighted draws see only part of it
+# (full-rank ADVI on eight schools: tau's sd ratio 0.70 against the reference, -0.24 in log, 0.79, by PSIS).
 MOMENT_MEAN_TOL = 0.25  # a guide mean this many posterior sds from the PSIS-weighted one is off
-MOMENT_SD_TOL = 0.25  # |log(guide sd / PSIS sd)| beyond this (a ratio outside [0.78, 1.28]) is off
+MOMENT_SD_TOL = 0.2  # |log(guide sd / PSIS sd)| beyond this (a ratio outside [0.82, 1.22]) is off
 MOMENT_SE = 2.0  # ... and only when the difference exceeds this many of its Monte Carlo standard errors
 MOMENT_MAX_SIZE = 1000  # deterministic sites of more values are left out of the check (draws x values are kept)
 
