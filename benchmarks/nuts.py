@@ -12,7 +12,7 @@ tracing, warm-up and sampling), 4 chains x (1000 warm-up + 1000 draws) on
 eight_schools_noncentered and kidiq_momiq: seconds and the smallest bulk ESS
 per second; and, with ``--posteriors``, the posteriordb comparison of each.
 
-    python benchmarks/nuts.py [--repeats 20] [--runs [--dense] [--init uniform|laplace] [--regressions | --posteriors NAME ...]]
+    python benchmarks/nuts.py [--repeats 20] [--runs [--dense] [--init uniform|laplace] [--chains 4] [--regressions | --posteriors NAME ...]]
 
 ``--regressions`` runs every regression posterior (``posteriordb.REGRESSIONS``)
 and eight_schools_noncentered: the ones tests/test_mcmc_posteriordb.py does
@@ -159,7 +159,7 @@ from ppl.testing import posteriordb
 fn, args, kwargs = posteriordb.model({name!r})
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    result = NUTS(fn, dense_mass={dense!r}, init={init!r}).run(1000, *args, num_warmup=1000, num_chains=4, rng_seed=0, progress=False, **kwargs)
+    result = NUTS(fn, dense_mass={dense!r}, init={init!r}).run(1000, *args, num_warmup=1000, num_chains={chains}, rng_seed=0, progress=False, **kwargs)
 seconds = time.perf_counter() - t0
 ess = min(float(np.nanmin(diagnostics.ess(v, "bulk"))) for k, v in result.samples.items()
           if k in result.potential.shapes)
@@ -170,12 +170,12 @@ print(repr((seconds, ess, rhat, result.divergences, cmp.worst_z, cmp.worst_sd_ra
 """
 
 
-def run_table(names, dense_mass=False, init="uniform"):
-    print(f"# NUTS(dense_mass={dense_mass}, init={init!r}), 4 chains x (1000 warm-up + 1000 draws), rng_seed=0, one fresh process each")
+def run_table(names, dense_mass=False, init="uniform", chains=4):
+    print(f"# NUTS(dense_mass={dense_mass}, init={init!r}), {chains} chains x (1000 warm-up + 1000 draws), rng_seed=0, one fresh process each")
     print(f"{'posterior':42s}{'s':>8s}{'min ESS':>9s}{'ESS/s':>8s}{'R-hat':>7s}{'div':>5s}{'|z|':>7s}"
           f"{'sd ratio':>9s}{'steps':>7s}")
     for name in names:
-        out = subprocess.run([sys.executable, "-c", RUN.format(name=name, dense=dense_mass, init=init)], capture_output=True, text=True)
+        out = subprocess.run([sys.executable, "-c", RUN.format(name=name, dense=dense_mass, init=init, chains=chains)], capture_output=True, text=True)
         if out.returncode:
             print(f"{name:42s} failed: {out.stderr.strip().splitlines()[-1]}")
             continue
@@ -199,6 +199,7 @@ def main(argv=None):
                         "posterior and eight_schools_noncentered")
     parser.add_argument("--init", default="uniform", choices=["uniform", "laplace"],
                         help="--runs with NUTS(init=...): Stan's uniform start, or the Laplace start and metric")
+    parser.add_argument("--chains", type=int, default=4, help="--runs with this many chains")
     parser.add_argument("--skip-potential", action="store_true")
     args = parser.parse_args(argv)
     print("# python benchmarks/nuts.py " + " ".join(argv if argv is not None else sys.argv[1:]))
@@ -213,7 +214,7 @@ def main(argv=None):
             from ppl.testing.posteriordb import REGRESSIONS
 
             names = [DEFAULT_RUNS[0], *REGRESSIONS]
-        run_table(names, args.dense, args.init)
+        run_table(names, args.dense, args.init, args.chains)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ fits finish, and the table again in input order at the end. Every task is
 seeded 0, as in-process, so the numbers do not depend on the executor.
 
     python benchmarks/posteriordb.py [--engines laplace map advi-meanfield advi-fullrank advi-fr-cold
-                                                pathfinder pathfinder-1 nuts]
+                                                pathfinder pathfinder-1 nuts nuts-laplace]
                                      [--posteriors NAME ...] [--quick] [--advi-steps 10000]
                                      [--executor {none,process,dask}] [--workers 2]
 """
@@ -76,6 +76,10 @@ ENGINES = {
     "pathfinder-1": (lambda model, args, kwargs, rng_seed: Pathfinder(model, num_paths=1).run(
         *args, rng_seed=rng_seed, **kwargs), "approximation"),
     "nuts": (lambda model, args, kwargs, rng_seed: NUTS(model).run(
+        SETTINGS["nuts_draws"], *args, num_warmup=SETTINGS["nuts_draws"], num_chains=4, rng_seed=rng_seed,
+        progress=False, **kwargs), "sampler"),
+    # as a user runs a regression: dense mass, chains and metric from the Laplace approximation
+    "nuts-laplace": (lambda model, args, kwargs, rng_seed: NUTS(model, dense_mass=True, init="laplace").run(
         SETTINGS["nuts_draws"], *args, num_warmup=SETTINGS["nuts_draws"], num_chains=4, rng_seed=rng_seed,
         progress=False, **kwargs), "sampler"),
 }
@@ -297,7 +301,7 @@ def print_summary(outcomes, engines):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--engines", nargs="+", default=DEFAULT_ENGINES, choices=list(ENGINES),
-                        help="default: every engine but nuts, which takes minutes per posterior (add it by name)")
+                        help="default: every engine but the NUTS ones, which take minutes per posterior (add them by name)")
     parser.add_argument("--posteriors", nargs="+", default=None, metavar="NAME")
     parser.add_argument("--quick", action="store_true", help="the regressions only, ADVI and MAP capped at 2000 steps")
     parser.add_argument("--advi-steps", type=int, default=SETTINGS["advi_steps"])
