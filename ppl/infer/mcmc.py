@@ -759,7 +759,7 @@ def laplace_start(potential, num_chains, rng_seed, caller="NUTS"):
     no strict mode is found (a funnel's mode is at its neck, or U is unbounded below), this warns and falls
     back to Stan's uniform start and identity metric.
     """
-    from .svi import NEWTON_TOL, find_mode
+    from .svi import NEWTON_TOL, covariance_root, find_mode
 
     rng = np.random.Generator(np.random.PCG64(fold_in(rng_seed, "laplace")))
     try:
@@ -771,8 +771,7 @@ def laplace_start(potential, num_chains, rng_seed, caller="NUTS"):
     if mode.decrement >= NEWTON_TOL:
         return _no_mode(caller, f"a Newton step would still move it {mode.decrement:.3g} sds")
     try:
-        covariance = np.linalg.inv(mode.hessian)
-        root = np.linalg.cholesky(0.5 * (covariance + covariance.T))
+        root, _ = covariance_root(mode.hessian)
     except np.linalg.LinAlgError as error:
         return _no_mode(caller, f"its covariance is singular ({error})")
     draws = rng.standard_normal((num_chains, potential.dim))

@@ -1234,15 +1234,10 @@ def psis_khat(log_w):
     return np.inf if np.isnan(khat) else khat
 
 
-def gaussian_log_weights(value_and_grad, mean, scale_tril, num_draws, rng):
-    """log p - log q at ``num_draws`` draws of Normal(mean, L L^T) on the potential's flat u: log p = -U,
-    batched through the potential in chunks (points where the model fails weigh nothing)."""
-    return gaussian_importance_draws(value_and_grad, mean, scale_tril, num_draws, rng)[1]
-
-
 def gaussian_importance_draws(value_and_grad, mean, scale_tril, num_draws, rng):
     """``(draws, log_w)``: ``num_draws`` draws of Normal(mean, L L^T) on the potential's flat u, and their
-    importance log weights log p - log q (see ``gaussian_log_weights``)."""
+    importance log weights log p - log q, log p = -U batched through the potential in chunks (points where
+    the model fails weigh nothing)."""
     dim = len(mean)
     z = rng.standard_normal((num_draws, dim))
     draws = mean + z @ scale_tril.T
@@ -1326,7 +1321,7 @@ class Laplace:
         rng = np.random.default_rng(rng_seed)
         u0 = self._start(guide, pot, order, rng)
         mode = find_mode(pot.value_and_grad, u0, max_iter)
-        tril, min_eigenvalue = _covariance_root(mode.hessian)
+        tril, min_eigenvalue = covariance_root(mode.hessian)
         back = np.argsort(order)  # potential order -> guide order
         params = AutoMultivariateNormal.params_from(mode.u[back], tril[back][:, back])
         converged = mode.positive_definite and mode.decrement < NEWTON_TOL
@@ -1403,7 +1398,7 @@ class Laplace:
                              f"draws in (-2, 2) of the unconstrained space (first: {first}; last: {check.error})")
 
 
-def _covariance_root(hessian):
+def covariance_root(hessian):
     """The Cholesky factor of H^-1 and H's smallest eigenvalue; a H that is not positive definite is
     replaced by V |Lambda| V^T (eigenvalues floored at 1e-12 of the largest) so the guide still exists."""
     if not np.all(np.isfinite(hessian)):
