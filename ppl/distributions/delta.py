@@ -6,8 +6,9 @@ log_density 0) and the autoguides for constrained sites, where the value is
 adds the change of variables to log q.
 """
 import autograd.numpy as np
-from autograd.tracer import getval
+import numpy as onp
 
+from ..tape import nondifferentiable
 from . import constraints
 from .distribution import Distribution, broadcast_to
 
@@ -48,6 +49,7 @@ class Delta(Distribution):
         return np.zeros(np.shape(self.v))
 
 
+@nondifferentiable
 def _equal(value, v, event_dim):
-    eq = np.asarray(getval(value)) == np.asarray(getval(v))
-    return np.all(eq, axis=tuple(range(-event_dim, 0))) if event_dim else eq
+    eq = onp.asarray(value) == onp.asarray(v)
+    return onp.all(eq, axis=tuple(range(-event_dim, 0))) if event_dim else eq

@@ -495,6 +495,28 @@ def run_chains(potential, kernel, chains, rng_seed, num_warmup, num_samples, ini
     ``inverse_mass`` (C, D) or (C, D, D).
     """
     chains = list(chains)
+    result = _run_chains(potential, kernel, chains, rng_seed, num_warmup, num_samples, init, step_size,
+                         target_accept, dense_mass, adapt, callback, inverse_mass)
+    if potential.replay_agrees(_spread(result["positions"])):
+        return result
+    # the tape's arithmetic was frozen somewhere the chains went (a value read outside autograd's sight)
+    warnings.warn(f"the potential's replay disagreed with the model at the draws of chains {chains}: they were "
+                  "rerun with the model run in Python at every step (slower, and right)", RuntimeWarning,
+                  stacklevel=2)
+    potential.stop_replay("its replay disagreed with the model at the draws")
+    return _run_chains(potential, kernel, chains, rng_seed, num_warmup, num_samples, init, step_size,
+                       target_accept, dense_mass, adapt, callback, inverse_mass)
+
+
+def _spread(positions, per_chain=4):
+    """A few draws per chain, spread over the run: where a replay is checked against the model."""
+    n = positions.shape[1]
+    picks = np.unique(np.linspace(0, n - 1, per_chain).astype(int)) if n else []
+    return positions[:, picks].reshape(-1, positions.shape[-1])
+
+
+def _run_chains(potential, kernel, chains, rng_seed, num_warmup, num_samples, init, step_size, target_accept,
+                dense_mass, adapt, callback, inverse_mass):
     c, d = len(chains), potential.dim
     rngs = [np.random.Generator(np.random.PCG64(fold_in(rng_seed, int(chain)))) for chain in chains]
     energy = _Energy(potential)

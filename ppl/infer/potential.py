@@ -17,6 +17,15 @@ handler that sets each latent from its slice of u and adds up log-densities
 and log-Jacobians, and autograd gives the gradient in the same reverse pass
 (each site's slice is its own root on the tape: no slicing nodes).
 
+From the second evaluation of a shape on, the model does not run at all:
+its arithmetic is recorded once (``ppl.tape``) and replayed, which skips the
+handlers, the distributions' constructors and autograd's boxes (about 2.5x
+faster on eight schools). The recording is checked against a fresh run at
+the first point evaluated; a model whose arithmetic depends on its values
+(control flow, a value read out of autograd's sight) keeps running as
+Python (``replay_problem`` says why), and ``replay_agrees`` lets a sampler
+check the replay at its draws.
+
 A leading axis of flats, shape (C, D), is C chains: the model runs once
 inside a plate of size C left of every batch axis (as the ELBO's particles),
 so the C log-densities and gradients cost one evaluation. A model that does
@@ -34,6 +43,7 @@ from ..distributions.constraints import Constraint
 from ..distributions.transforms import IdentityTransform, biject_to
 from ..errors import SiteError
 from ..handlers import seed, trace
+from ..tape import NotReplayable, Tape, record
 from .elbo import NOT_BROADCASTING, NotVectorizable, particle_reducer, vectorized_or_looped
 from .init import init_to_uniform
 
@@ -116,9 +126,11 @@ class Potential:
     order with their shapes in the model's space.
     """
 
-    def __init__(self, model, args=(), kwargs=None, rng_seed=0):
+    def __init__(self, model, args=(), kwargs=None, rng_seed=0, replay=True):
         self.model, self.args, self.kwargs = model, tuple(args), dict(kwargs or {})
         self._plan = None  # None: not tried with chains yet; "vectorize" or "loop"
+        self.replay, self.replay_problem = replay, None
+        self._tapes = {}  # number of chains (None: one flat) -> Tape, or the first (pieces, result) seen
         self._setup(rng_seed)
 
     # ------------------------------------------------------------ structure, found once
@@ -196,8 +208,65 @@ class Potential:
         return flat
 
     def _single(self, flat):
-        value, grads = value_and_grads(lambda *p: -self._run(p, sum_all)[0], self._split(flat))
+        value, grads = self._evaluate(None, self._single_objective, self._split(flat))
         return float(value), self._join(grads, ())
+
+    def _single_objective(self, *pieces):
+        u = -self._run(pieces, sum_all)[0]
+        return u, u
+
+    def _evaluate(self, key, objective, pieces):
+        """``objective``'s value and gradients at ``pieces``, replayed from the tape of this shape ``key``
+        once there is one. The tape is recorded at the shape's second evaluation and kept only if its
+        replay at the first point equals that point's fresh evaluation."""
+        tape = self._tapes.get(key)
+        if isinstance(tape, Tape):
+            return tape.value_and_grads(pieces)
+        if not self.replay or self.replay_problem is not None:
+            return _fresh(objective, pieces)
+        if tape is None:
+            result = _fresh(objective, pieces)
+            self._tapes[key] = (pieces, result)
+            return result
+        first_pieces, first_result = tape
+        try:
+            tape = record(objective, pieces)
+        except NotReplayable as err:
+            self._give_up_replay(str(err))
+            return _fresh(objective, pieces)
+        if not tape.agrees(lambda _: first_result, first_pieces):
+            self._give_up_replay("its replay at another point differs from running the model there "
+                                 "(its arithmetic depends on the values)")
+            return _fresh(objective, pieces)
+        self._tapes[key] = tape
+        return tape.value_and_grads(pieces)
+
+    def _give_up_replay(self, why):
+        self.replay_problem, self._tapes = why, {}
+
+    def replay_agrees(self, flat):
+        """Whether every recorded tape, replayed at the rows of ``flat`` (N, D), equals a fresh run of the
+        model there: a sampler's check, at its draws, that the recording holds where it went. A
+        potential that does not replay agrees trivially."""
+        flat = self._check_flat(flat).reshape(-1, self.dim)
+        if not len(flat):
+            return True
+        for key, tape in self._tapes.items():
+            if not isinstance(tape, Tape):
+                continue
+            if key is None:
+                points = [(self._single_objective, self._split(row)) for row in flat]
+            else:  # the rows in batches of ``key`` (the last one filled up from the first rows)
+                rows = np.resize(flat, (-(-len(flat) // key) * key, self.dim)).reshape(-1, key, self.dim)
+                points = [(self._batched_objective(key), self._split(batch, key)) for batch in rows]
+            if not all(tape.agrees(lambda pieces, objective=objective: _fresh(objective, pieces), pieces)
+                       for objective, pieces in points):
+                return False
+        return True
+
+    def stop_replay(self, why):
+        """Run the model in Python from now on (``why`` goes to ``replay_problem``)."""
+        self._give_up_replay(why)
 
     def _join(self, grads, lead):
         if not grads:
@@ -229,8 +298,11 @@ class Potential:
 
     def _batched(self, flat):
         c = len(flat)
+        values, grads = self._evaluate(c, self._batched_objective(c), self._split(flat, c))
+        return np.array(values, dtype=float), self._join(grads, (c,))
+
+    def _batched_objective(self, c):
         reduce = particle_reducer(c, self.batch_ndim)
-        out = {}
 
         def objective(*pieces):
             values = -self._run(pieces, reduce, num_chains=c)[0]
@@ -239,12 +311,8 @@ class Potential:
                 if shape not in ((), (1,)):
                     raise NotVectorizable(f"the log joint has shape {shape}, not ({c},)")
                 values = values + np.zeros(c)
-            out["values"] = values
-            return kernels.sum(values)
-
-        _, grads = value_and_grads(objective, self._split(flat, c))
-        values = np.array(getval(out["values"]), dtype=float)
-        return values, self._join(grads, (c,))
+            return kernels.sum(values), values
+        return objective
 
     def _looped(self, flat):
         results = [self._single(row) for row in flat]
@@ -353,6 +421,18 @@ class Potential:
 
     def __repr__(self):
         return f"Potential(dim={self.dim}, sites={self.shapes})"
+
+
+def _fresh(objective, pieces):
+    """Run ``objective`` (returning the scalar and the value to report) under autograd."""
+    reported = {}
+
+    def scalar(*p):
+        out, reported["value"] = objective(*p)
+        return out
+
+    _, grads = value_and_grads(scalar, pieces)
+    return getval(reported["value"]), grads
 
 
 def potential(model, *args, **kwargs):
