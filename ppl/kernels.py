@@ -13,6 +13,8 @@ import numpy as np
 from autograd.extend import defvjp, defvjp_argnums, primitive
 from autograd.tracer import Box
 
+from . import tape
+
 # Python floats, not NumPy scalars: weakly typed, so float32 arrays stay float32
 LOG_SQRT_2PI = float(0.5 * np.log(2 * np.pi))
 SQRT_2 = math.sqrt(2.0)
@@ -397,6 +399,59 @@ def _add_n_vjp(argnums, ans, args, kwargs):
 
 defvjp_argnums(add_n, _add_n_vjp)
 
+
+# A recorded tape replays these gradients as code (ppl.tape), the same arithmetic as the VJPs above.
+
+
+def _sum_rule(op, argnum, g, args, ans):
+    axis = op.args[1] if len(op.args) > 1 else op.kwargs.get("axis")
+    shape = np.shape(op.args[0])
+    if axis is None:
+        kept = (1,) * len(shape)
+    else:
+        axes = {a % len(shape) for a in ((axis,) if isinstance(axis, int) else axis)}
+        kept = tuple(1 if i in axes else n for i, n in enumerate(shape))
+    return f"_broadcast_view(np.reshape({g}, {kept!r}), {shape!r})"
+
+
+def _unbroadcast_code(expr, arg, ans_shape):
+    """``_unbroadcast_to`` as code, for a float64 (or Python number) argument; None for another dtype."""
+    shape, extra = np.shape(arg), len(ans_shape) - np.ndim(arg)
+    if extra > 0:
+        expr = f"np.sum({expr}, axis={tuple(range(extra))!r})"
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and ans_shape[extra + i] != 1)
+    if axes:
+        expr = f"np.sum({expr}, axis={axes!r}, keepdims=True)"
+    dtype = getattr(arg, "dtype", None)
+    return expr if dtype is None or not shape or dtype == np.float64 else None
+
+
+def _add_n_rule(op, argnum, g, args, ans):
+    sign = op.kwargs["signs"][argnum]
+    return _unbroadcast_code(g if sign == 1.0 else f"{sign!r} * {g}", op.args[argnum], op.shape)
+
+
+def _normal_log_prob_rule(op, argnum, g, args, ans):
+    """``_normal_log_prob_vjp``'s arithmetic, its branch chosen once from the recorded arguments."""
+    value, loc, scale = op.args
+    v, m, s = args
+    if 2 in (a for a, _ in op.back):
+        z = f"(({v} - {m}) * (1.0 / {s}))"
+        d_loc = f"({z} * (1.0 / {s}))"
+        if argnum == 2:
+            return _unbroadcast_code(f"{g} * ({z} * {z} - 1.0) * (1.0 / {s})", scale, op.shape)
+    elif type(scale) is float and scale == 1.0 and type(loc) is float and loc == 0.0:
+        d_loc = v
+    elif isinstance(value - loc, np.ndarray) and _fits_in(value - loc, scale):
+        d_loc = f"(({v} - {m}) * (1.0 / ({s} * {s})))"
+    else:
+        d_loc = f"(({v} - {m}) / ({s} * {s}))"
+    return _unbroadcast_code(f"-({g} * {d_loc})" if argnum == 0 else f"{g} * {d_loc}", op.args[argnum], op.shape)
+
+
+tape.defrule(sum, _sum_rule, _broadcast_view=broadcast_view)
+tape.defrule(add_n, _add_n_rule)
+tape.defrule(normal_log_prob, _normal_log_prob_rule)
 
 # The public names take the fast path when nothing is differentiated.
 normal_log_prob = fast_path(normal_log_prob)

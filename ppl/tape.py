@@ -75,100 +75,119 @@ class _TapeNode(Node):
 ArrayBox.__bool__ = _truth
 
 
-# The gradients of the commonest primitives, as autograd defines them (so a replay is bit for bit a fresh
-# evaluation), taking g, the answer and the arguments, before summing back over broadcast axes. The tape
-# knows every shape, so that sum is planned once instead of looked up at each call, as autograd must.
-_RULES = {
-    np.add: (lambda g, ans, x, y: g, lambda g, ans, x, y: g),
-    np.subtract: (lambda g, ans, x, y: g, lambda g, ans, x, y: -g),
-    np.multiply: (lambda g, ans, x, y: y * g, lambda g, ans, x, y: x * g),
-    np.true_divide: (lambda g, ans, x, y: g / y, lambda g, ans, x, y: -g * x / y**2),
-    np.negative: (lambda g, ans, x: -g,),
-    np.exp: (lambda g, ans, x: ans * g,),
-    np.log: (lambda g, ans, x: g / x,),
-    np.log1p: (lambda g, ans, x: g / (x + 1),),
-    np.square: (lambda g, ans, x: g * 2 * x,),
-}
-_RESHAPES = {np.reshape, np.expand_dims, np.squeeze, np.ravel}
+# The gradients of the commonest primitives as autograd defines them (so a replay is bit for bit a fresh
+# evaluation), as code: a rule(op, argnum, g, args, ans) gives the expression, in the replay's names, of
+# the gradient with respect to argument ``argnum``, or None to leave it to the primitive's VJP maker. The
+# tape knows every shape, so the sum back over broadcast axes is planned once, not worked out per call.
+_RULES = {}
+_HELPERS = {"np": np}
 
 
-def _sum_back(arg_shape, ans_shape):
-    """autograd's ``unbroadcast`` from ``ans_shape`` to ``arg_shape`` as a plan: None when nothing is summed."""
+def defrule(fun, rule, **helpers):
+    """Give the replay of primitive ``fun`` its gradient as code (see ``_RULES``); ``helpers`` are names the
+    expressions use."""
+    _RULES[getattr(fun, "fun", fun)] = rule
+    _HELPERS.update(helpers)
+
+
+def _elementwise(*templates):
+    """A rule from one expression per argument in {g}, {ans}, {x}, {y}, summed back as autograd does."""
+    def rule(op, argnum, g, args, ans):
+        if op.kwargs or len(op.args) != len(templates):
+            return None
+        expr = templates[argnum].format(g=g, ans=ans, x=args[0], y=args[-1])
+        return _sum_back(expr, np.shape(op.args[argnum]), op.shape)
+    return rule
+
+
+def _reshape_back(op, argnum, g, args, ans):
+    return f"np.reshape({g}, {np.shape(op.args[0])!r})" if argnum == 0 else None
+
+
+def _where_back(op, argnum, g, args, ans):
+    if argnum == 1:
+        return f"np.where({args[0]}, {g}, np.zeros({g}.shape))"
+    return f"np.where({args[0]}, np.zeros({g}.shape), {g})" if argnum == 2 else None
+
+
+def _basic_index(idx):
+    parts = idx if isinstance(idx, tuple) else (idx,)
+    return all(p is None or p is Ellipsis or isinstance(p, (int, slice, np.integer)) for p in parts)
+
+
+def _scatter(g, idx, shape):
+    """The gradient of ``A[idx]`` for a basic index (no position twice): g placed in zeros of A's shape."""
+    out = np.zeros(shape)
+    out[idx] = g
+    return out
+
+
+def _index_back(op, argnum, g, args, ans):
+    if argnum != 0 or not _basic_index(op.args[1]) or np.result_type(op.args[0]) != np.float64:
+        return None
+    return f"_scatter({g}, {args[1]}, {np.shape(op.args[0])!r})"
+
+
+for _fun, _templates in ((np.add, ("{g}", "{g}")), (np.subtract, ("{g}", "-{g}")),
+                         (np.multiply, ("{y} * {g}", "{x} * {g}")),
+                         (np.true_divide, ("{g} / {y}", "-{g} * {x} / {y}**2")), (np.negative, ("-{g}",)),
+                         (np.exp, ("{ans} * {g}",)), (np.log, ("{g} / {x}",)), (np.log1p, ("{g} / ({x} + 1)",)),
+                         (np.square, ("{g} * 2 * {x}",))):
+    defrule(_fun, _elementwise(*_templates))
+for _fun in (np.reshape, np.expand_dims, np.squeeze, np.ravel):
+    defrule(_fun, _reshape_back)
+defrule(np.where, _where_back)
+defrule(ArrayBox.__getitem__, _index_back, _scatter=_scatter)
+
+
+def _sum_back(expr, arg_shape, ans_shape):
+    """autograd's ``unbroadcast`` of the gradient ``expr`` from ``ans_shape`` to ``arg_shape``, as code."""
     extra = len(ans_shape) - len(arg_shape)
-    kept = tuple(i for i, n in enumerate(arg_shape) if n == 1 and ans_shape[extra + i] != 1)
-    if not extra and not kept:
-        return None
-
-    def sum_back(g):
-        for _ in range(extra):
-            g = np.sum(g, axis=0)
-        for axis in kept:
-            g = np.sum(g, axis=axis, keepdims=True)
-        return g
-    return sum_back
+    for _ in range(extra):
+        expr = f"np.sum({expr}, axis=0)"
+    for axis, n in enumerate(arg_shape):
+        if n == 1 and ans_shape[extra + axis] != 1:
+            expr = f"np.sum({expr}, axis={axis}, keepdims=True)"
+    return expr
 
 
-def _planned(node, back):
-    """Per differentiated argument, (slot, rule, sum_back) when the primitive has a known rule, else None."""
-    raw = node.fun.fun
-    if raw in _RESHAPES:
-        shape = np.shape(node.args[0])
-        return tuple((slot, lambda g, ans, *args, shape=shape: np.reshape(g, shape), None) for _, slot in back)
-    rules = _RULES.get(raw)
-    if rules is None or node.kwargs or len(node.args) != len(rules):
-        return None
-    return tuple((slot, rules[argnum], _sum_back(np.shape(node.args[argnum]), node.shape)) for argnum, slot in back)
+def _dense(g):
+    """A gradient of indexing comes as autograd's sparse object: make it a fresh dense array."""
+    return sparse_add(vspace(g), None, g) if type(g) in sparse_object_types else g
 
 
-def _accumulate(prev, g):
-    if type(g) in sparse_object_types:  # a gradient of indexing: make it a fresh dense array
-        g = sparse_add(vspace(g), None, g)
-    return g if prev is None else prev + g
+_HELPERS["_dense"] = _dense
+
+
+class _Op:
+    """One recorded primitive: its raw function, arguments (constants, or ``links`` (argnum, slot) to
+    earlier values), the links a gradient flows back along and the VJP maker (None: no gradient)."""
+
+    __slots__ = ("fun", "args", "kwargs", "links", "back", "vjpmaker", "shape")
+
+    def __init__(self, node, links, back, vjpmaker):
+        self.fun, self.args, self.kwargs, self.shape = node.fun.fun, node.args, node.kwargs, node.shape
+        self.links, self.back, self.vjpmaker = links, back, vjpmaker
 
 
 class Tape:
-    """The recorded graph of a function of several arrays; see the module docstring.
+    """The recorded graph of a function of several arrays, as one straight-line Python function.
 
-    ``ops`` holds, per node in evaluation order: the raw function, the
-    argument template, keyword arguments, (argnum, slot) links to earlier
-    slots, the links a gradient flows back along, the VJP maker (None: no
-    gradient flows back), and the planned gradient (None: the VJP maker's).
-    Slots 0..R-1 are the R inputs, slot R + k is node k's value; ``out`` is
-    the scalar's slot, ``reported`` the reported value's.
+    Slot i < R holds input i, slot R + k the value of op k; ``out`` is the
+    slot of the scalar differentiated, ``reported`` of the value returned.
+    ``source`` is the generated code (forward, then backward): the
+    recorded arithmetic, readable as it runs.
     """
 
     def __init__(self, ops, input_shapes, out, reported):
         self.ops, self.input_shapes, self.out, self.reported = ops, input_shapes, out, reported
+        self.source, namespace = _generate(ops, input_shapes, out, reported)
+        exec(compile(self.source, "<ppl.tape>", "exec"), namespace)  # noqa: S102 - code we generated
+        self._replay = namespace["replay"]
 
     def value_and_grads(self, arrays):
         """The reported value at ``arrays`` and the scalar's gradient with respect to each array."""
-        r = len(self.input_shapes)
-        values = list(arrays) + [None] * len(self.ops)
-        called = []
-        for k, (fun, template, kwargs, links, _, _, _) in enumerate(self.ops):
-            args = list(template)
-            for argnum, slot in links:
-                args[argnum] = values[slot]
-            values[r + k] = fun(*args, **kwargs)
-            called.append(args)
-        grads = [None] * len(values)
-        grads[self.out] = np.ones_like(values[self.out])
-        for k in range(self.out - r, -1, -1):
-            g = grads[r + k]
-            _, _, kwargs, _, back, vjpmaker, planned = self.ops[k]
-            if g is None or vjpmaker is None:
-                continue
-            if planned is not None:
-                ans, args = values[r + k], called[k]
-                for slot, rule, sum_back in planned:
-                    parent_grad = rule(g, ans, *args)
-                    grads[slot] = _accumulate(grads[slot], parent_grad if sum_back is None else sum_back(parent_grad))
-                continue
-            argnums = tuple(argnum for argnum, _ in back)
-            for (_, slot), parent_grad in zip(back, vjpmaker(argnums, values[r + k], tuple(called[k]), kwargs)(g)):
-                grads[slot] = _accumulate(grads[slot], parent_grad)
-        return values[self.reported], [np.zeros(shape) if g is None else g
-                                       for shape, g in zip(self.input_shapes, grads[:r])]
+        return self._replay(*arrays)
 
     def agrees(self, fresh, arrays, rtol=1e-9, atol=1e-12):
         """Whether the replay at ``arrays`` equals ``fresh(arrays)`` (an evaluation that runs the Python)."""
@@ -183,6 +202,64 @@ class Tape:
 
     def __len__(self):
         return len(self.ops)
+
+
+def _generate(ops, input_shapes, out, reported):
+    """The source of ``replay(*inputs) -> (reported value, [gradient per input])`` and its namespace."""
+    r = len(input_shapes)
+    namespace = dict(_HELPERS)
+    names = [f"v{i}" for i in range(r + len(ops))]
+    lines = [f"def replay({', '.join(names[:r])}{',' if r == 1 else ''}):"]
+    arguments = []
+    for k, op in enumerate(ops):
+        linked = dict(op.links)
+        args = []
+        for i, arg in enumerate(op.args):
+            if i in linked:
+                args.append(names[linked[i]])
+            else:
+                namespace[f"c{k}_{i}"] = arg
+                args.append(f"c{k}_{i}")
+        namespace[f"f{k}"] = op.fun
+        keywords = ""
+        if op.kwargs:
+            namespace[f"kw{k}"] = op.kwargs
+            keywords = f", **kw{k}" if args else f"**kw{k}"
+        lines.append(f"    {names[r + k]} = f{k}({', '.join(args)}{keywords})")
+        arguments.append(args)
+    grads = {out: f"g{out}"}
+    lines.append(f"    g{out} = np.ones_like({names[out]})")
+
+    def add(slot, expr):
+        lines.append(f"    g{slot} = {expr}" if slot not in grads else f"    g{slot} = g{slot} + {expr}")
+        grads[slot] = f"g{slot}"
+
+    for k in range(out - r, -1, -1):
+        op, slot = ops[k], r + k
+        if slot not in grads or op.vjpmaker is None:
+            continue
+        g, args = grads[slot], arguments[k]
+        rule = _RULES.get(op.fun)
+        exprs = [rule and rule(op, argnum, g, args, names[slot]) for argnum, _ in op.back]
+        if all(exprs):
+            for (_, parent), expr in zip(op.back, exprs):
+                add(parent, expr)
+            continue
+        namespace[f"m{k}"] = op.vjpmaker
+        argnums = tuple(argnum for argnum, _ in op.back)
+        lines.append(f"    _g = tuple(m{k}({argnums!r}, {names[slot]}, ({', '.join(args)},), "
+                     f"{'kw' + str(k) if op.kwargs else '{}'})({g}))")
+        for j, (_, parent) in enumerate(op.back):
+            add(parent, f"_dense(_g[{j}])")
+    inputs = []
+    for i, shape in enumerate(input_shapes):
+        if i in grads:
+            inputs.append(grads[i])
+        else:
+            namespace[f"shape{i}"] = shape
+            inputs.append(f"np.zeros(shape{i})")
+    lines.append(f"    return {names[reported]}, [{', '.join(inputs)}]")
+    return "\n".join(lines) + "\n", namespace
 
 
 def record(fn, arrays):
@@ -214,8 +291,7 @@ def record(fn, arrays):
         if vjpmaker is None and back and node.fun not in nograd:
             raise NotReplayable(f"no gradient is defined for {getattr(node.fun, '__name__', node.fun)}")
         differentiable.append(vjpmaker is not None)
-        planned = None if vjpmaker is None else _planned(node, back)
-        ops.append((node.fun.fun, list(node.args), node.kwargs, links, back, vjpmaker, planned))
+        ops.append(_Op(node, links, back, vjpmaker))
     return Tape(ops, [np.shape(a) for a in arrays], slot[id(out._node)], slot[id(reported._node)])
 
 
