@@ -352,7 +352,8 @@ def sum(x, axis=None):
     autograd's own sum materializes ``reshape(g) + zeros(x.shape)`` on the way back; the view costs
     nothing, and every consumer of a gradient here only reads it.
     """
-    return np.sum(x, axis=axis)
+    # np.sum's own dispatch costs more than the sum of a few numbers; add.reduce is what it calls
+    return np.add.reduce(x, axis=axis) if type(x) is np.ndarray else np.sum(x, axis=axis)
 
 
 def _sum_vjp(ans, x, axis=None):
@@ -418,10 +419,10 @@ def _unbroadcast_code(expr, arg, ans_shape):
     """``_unbroadcast_to`` as code, for a float64 (or Python number) argument; None for another dtype."""
     shape, extra = np.shape(arg), len(ans_shape) - np.ndim(arg)
     if extra > 0:
-        expr = f"np.sum({expr}, axis={tuple(range(extra))!r})"
+        expr = f"np.add.reduce({expr}, axis={tuple(range(extra))!r})"
     axes = tuple(i for i, n in enumerate(shape) if n == 1 and ans_shape[extra + i] != 1)
     if axes:
-        expr = f"np.sum({expr}, axis={axes!r}, keepdims=True)"
+        expr = f"np.add.reduce({expr}, axis={axes!r}, keepdims=True)"
     dtype = getattr(arg, "dtype", None)
     return expr if dtype is None or not shape or dtype == np.float64 else None
 

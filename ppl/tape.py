@@ -144,10 +144,10 @@ def _sum_back(expr, arg_shape, ans_shape):
     """autograd's ``unbroadcast`` of the gradient ``expr`` from ``ans_shape`` to ``arg_shape``, as code."""
     extra = len(ans_shape) - len(arg_shape)
     for _ in range(extra):
-        expr = f"np.sum({expr}, axis=0)"
+        expr = f"np.add.reduce({expr}, axis=0)"
     for axis, n in enumerate(arg_shape):
         if n == 1 and ans_shape[extra + axis] != 1:
-            expr = f"np.sum({expr}, axis={axis}, keepdims=True)"
+            expr = f"np.add.reduce({expr}, axis={axis}, keepdims=True)"
     return expr
 
 
