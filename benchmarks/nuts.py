@@ -2,10 +2,12 @@
 
 Part 1, for eight schools (noncentered), kidiq (kid_score ~ mom_iq, N = 434)
 and a 1000-row logistic regression: the value and gradient of
-U(u) = -(log joint + log|Jacobian|) through ``ppl.infer.potential`` against
-the same function written by hand with autograd, for one flat vector and for
-4 and 64 chains batched (the hand-written one loops over chains: that is
-what it costs without a chain axis).
+U(u) = -(log joint + log|Jacobian|) through ``ppl.infer.potential`` (its
+recorded tape replayed, as NUTS runs it), through the model run by the
+handlers at every evaluation (``replay=False``), and written by hand with
+autograd, for one flat vector and for 4 and 64 chains batched (the
+hand-written one loops over chains: that is what it costs without a chain
+axis).
 
 Part 2 (``--runs``): whole process, cold (a fresh interpreter: imports,
 tracing, warm-up and sampling), 4 chains x (1000 warm-up + 1000 draws) on
@@ -34,7 +36,7 @@ import numpy as np
 import ppl
 import ppl.distributions as dist
 from ppl import observe, plate, sample
-from ppl.infer.potential import potential
+from ppl.infer.potential import Potential, potential
 
 LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)
 SCHOOLS_Y = np.array([28.0, 8, -3, 7, -1, 1, 18, 12])
@@ -131,21 +133,24 @@ def potential_table(repeats):
     cases = [("eight_schools_nc", eight_schools, (SCHOOLS_Y, SCHOOLS_SIGMA), eight_schools_by_hand),
              ("kidiq_momiq", kidiq, (kid_score, mom_iq), kidiq_by_hand(kid_score, mom_iq)),
              ("logistic_1000", logistic, (x, y), logistic_by_hand(x, y))]
-    print(f"{'model':18s}{'chains':>7s}{'ppl µs':>10s}{'hand µs':>10s}{'ratio':>7s}{'µs/chain':>10s}")
+    print("# ppl: the potential as NUTS evaluates it (its recorded tape replayed); run: the model run through")
+    print("# the handlers at every evaluation (Potential(replay=False)); hand: the autograd function above")
+    print(f"{'model':18s}{'chains':>7s}{'ppl µs':>10s}{'run µs':>10s}{'hand µs':>10s}{'ratio':>7s}{'µs/chain':>10s}")
     for name, model, args, by_hand in cases:
-        pot = potential(model, *args)
+        pot, run = potential(model, *args), Potential(model, args, replay=False)
         grad = autograd.value_and_grad(by_hand)
         u = np.random.default_rng(0).normal(size=pot.dim) * 0.1
         assert np.isclose(pot.value_and_grad(u)[0], by_hand(u)), (name, pot.value_and_grad(u)[0], by_hand(u))
         for chains in (1, 4, 64):
             if chains == 1:
-                ours = median_us(lambda: pot.value_and_grad(u), repeats)
+                ours, python = (median_us(lambda p=p: p.value_and_grad(u), repeats) for p in (pot, run))
                 theirs = median_us(lambda: grad(u), repeats)
             else:
                 flats = np.random.default_rng(chains).normal(size=(chains, pot.dim)) * 0.1
-                ours = median_us(lambda: pot.value_and_grad(flats), repeats)
+                ours, python = (median_us(lambda p=p: p.value_and_grad(flats), repeats) for p in (pot, run))
                 theirs = median_us(lambda: [grad(f) for f in flats], max(3, repeats // 4))
-            print(f"{name:18s}{chains:7d}{ours:10.0f}{theirs:10.0f}{ours / theirs:7.2f}{ours / chains:10.1f}")
+            print(f"{name:18s}{chains:7d}{ours:10.0f}{python:10.0f}{theirs:10.0f}{ours / theirs:7.2f}"
+                  f"{ours / chains:10.1f}")
 
 
 # ---------------------------------------------------------------- whole runs

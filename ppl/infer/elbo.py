@@ -132,7 +132,11 @@ def particle_reducer(num_particles, batch_ndim):
     def reduce(lp):
         shape = anp.shape(lp)
         if len(shape) == batch_ndim + 1 and shape[0] == num_particles:
-            return kernels.sum(lp, tuple(range(1, batch_ndim + 1))) if batch_ndim else lp
+            if not batch_ndim:
+                return lp
+            if all(n == 1 for n in shape[1:]):  # a global site: summing axes of size 1 is a reshape, exactly
+                return anp.reshape(lp, (num_particles,))
+            return kernels.sum(lp, tuple(range(1, batch_ndim + 1)))
         if len(shape) <= batch_ndim or shape[0] == 1:
             return kernels.sum(lp)  # does not depend on the particle: the same term for each
         raise NotVectorizable(f"log-density of shape {shape} has no particle axis of size {num_particles}")
