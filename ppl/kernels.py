@@ -412,7 +412,7 @@ def _sum_rule(op, argnum, g, args, ans):
     else:
         axes = {a % len(shape) for a in ((axis,) if isinstance(axis, int) else axis)}
         kept = tuple(1 if i in axes else n for i, n in enumerate(shape))
-    return f"_broadcast_view(np.reshape({g}, {kept!r}), {shape!r})"
+    return f"_broadcast_view(_reshape({g}, {kept!r}), {shape!r})"
 
 
 def _unbroadcast_code(expr, arg, ans_shape):

@@ -101,7 +101,7 @@ def _elementwise(*templates):
 
 
 def _reshape_back(op, argnum, g, args, ans):
-    return f"np.reshape({g}, {np.shape(op.args[0])!r})" if argnum == 0 else None
+    return f"_reshape({g}, {np.shape(op.args[0])!r})" if argnum == 0 else None
 
 
 def _where_back(op, argnum, g, args, ans):
@@ -149,6 +149,14 @@ def _sum_back(expr, arg_shape, ans_shape):
         if n == 1 and ans_shape[extra + axis] != 1:
             expr = f"np.add.reduce({expr}, axis={axis}, keepdims=True)"
     return expr
+
+
+def _reshape(a, shape):
+    """``np.reshape`` without its dispatch (a few microseconds, against the method's fraction of one)."""
+    return a.reshape(shape) if type(a) is np.ndarray else np.reshape(a, shape)
+
+
+_HELPERS["_reshape"] = _reshape
 
 
 def _dense(g):
@@ -220,7 +228,7 @@ def _generate(ops, input_shapes, out, reported):
             else:
                 namespace[f"c{k}_{i}"] = arg
                 args.append(f"c{k}_{i}")
-        namespace[f"f{k}"] = op.fun
+        namespace[f"f{k}"] = _reshape if op.fun is np.reshape and not op.kwargs and len(args) == 2 else op.fun
         keywords = ""
         if op.kwargs:
             namespace[f"kw{k}"] = op.kwargs
