@@ -103,6 +103,9 @@ def _check_replay_matches(model, args, num_points=4, chains=(None, 3)):
 def test_the_potential_replays_indexing_dependent_bounds_and_truncation_exactly():
     on = _check_replay_matches(indexed_hierarchy, (Y, GROUP))
     assert on.replay_problem is None and {type(t).__name__ for t in on._tapes.values()} == {"Tape"}
+    source = on.tape_source()
+    assert source.startswith("def replay(") and "_scatter" not in source  # theta[group] repeats: add.at
+    assert on.tape_source(num_chains=7) is None
 
 
 @pytest.mark.parametrize("name", posteriordb.names())

@@ -264,6 +264,11 @@ class Potential:
                 return False
         return True
 
+    def tape_source(self, num_chains=None):
+        """The Python the replay runs for a flat vector (or a batch of ``num_chains``), once recorded; else None."""
+        tape = self._tapes.get(num_chains)
+        return tape.source if isinstance(tape, Tape) else None
+
     def stop_replay(self, why):
         """Run the model in Python from now on (``why`` goes to ``replay_problem``)."""
         self._give_up_replay(why)
