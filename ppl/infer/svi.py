@@ -338,7 +338,7 @@ class FlatLoss:
 
 def newton_decrement(value_and_grad, u):
     """``(sqrt(g^T H^-1 g), |g|, H's smallest eigenvalue, "full")`` at ``u``, H by central differences of the
-    gradient at 1e-4 sds (taken twice: the second scaled by the first's sds); for more than
+    gradient at 1e-4 sds (``scaled_fd_hessian``); for more than
     ``MAP_CHECK_MAX_DIM`` coordinates ``(|g|^2 / sqrt(g^T H g), |g|, nan, "along the gradient")``: the
     decrement of a Newton step restricted to the gradient's direction, a lower bound of the full one
     (2 gradient evaluations instead of 4 D). Raises what the loss raises at ``u``."""
@@ -347,8 +347,7 @@ def newton_decrement(value_and_grad, u):
         raise NonFiniteError(f"the loss at the point is {value} (gradient finite: {np.all(np.isfinite(grad))})")
     grad_norm = float(np.linalg.norm(grad))
     if len(u) <= MAP_CHECK_MAX_DIM:
-        hessian = fd_hessian(value_and_grad, u, _fd_steps(u))
-        hessian = fd_hessian(value_and_grad, u, _fd_steps(u, hessian))
+        hessian = scaled_fd_hessian(value_and_grad, u)
         if not np.all(np.isfinite(hessian)):
             raise NonFiniteError("the loss is not finite at a point of the finite-difference Hessian")
         _, decrement, _ = _newton_direction(hessian, grad)
@@ -1089,6 +1088,13 @@ def fd_hessian(value_and_grad, u, step):
     return 0.5 * (hessian + hessian.T)
 
 
+def scaled_fd_hessian(value_and_grad, u, hessian=None):
+    """``fd_hessian`` at ``_FD_STEP`` posterior sds: steps from ``hessian``'s sds (None: the default steps),
+    then once more from the result's own sds, so the steps fit the curvature at ``u``."""
+    hessian = fd_hessian(value_and_grad, u, _fd_steps(u, hessian))
+    return fd_hessian(value_and_grad, u, _fd_steps(u, hessian))
+
+
 def _fd_steps(u, hessian=None):
     """Difference steps at ``_FD_STEP`` posterior sds (sds from ``hessian``), else eps^(1/3) max(1, |u|)."""
     default = np.finfo(float).eps ** (1 / 3) * np.maximum(1.0, np.abs(u))
@@ -1158,8 +1164,9 @@ def find_mode(value_and_grad, u0, max_iter=1000):
                                                       else "") + ")")
         start_value = value
         for newton_step in range(MAX_NEWTON + 1):
-            hessian = fd_hessian(value_and_grad, u, _fd_steps(u, hessian))
-            if newton_step == 0:  # the first steps were not scaled by posterior sds: once more, scaled
+            if newton_step == 0:  # steps scaled by sds from elsewhere (or none): once more, by its own
+                hessian = scaled_fd_hessian(value_and_grad, u, hessian)
+            else:
                 hessian = fd_hessian(value_and_grad, u, _fd_steps(u, hessian))
             direction, decrement, _ = _newton_direction(hessian, grad)
             if direction is None or decrement < NEWTON_TOL * 1e-3 or newton_step == MAX_NEWTON:

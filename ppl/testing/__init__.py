@@ -14,7 +14,6 @@ Needs hypothesis (the ``test`` extra); ``import ppl`` does not import this modul
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.stats as st
 from scipy.special import betaln, gammaln
 from hypothesis import strategies as hst
 
@@ -71,6 +70,13 @@ class ConjugateModel:
     log_evidence: float
 
 
+def _multivariate_normal_logpdf(x, mean, cov):
+    import scipy.stats  # on first use: it takes most of a second to import, and most users of this module
+    # (the posteriordb loader) never need it
+
+    return scipy.stats.multivariate_normal(mean, cov).logpdf(x)
+
+
 def _normal_normal(draw):
     n = draw(hst.integers(1, 8))
     prior_loc, prior_scale, noise = draw(real), draw(positive), draw(positive)
@@ -84,7 +90,7 @@ def _normal_normal(draw):
     precision = 1 / prior_scale**2 + n / noise**2
     mean = (prior_loc / prior_scale**2 + data.sum() / noise**2) / precision
     cov = prior_scale**2 * np.ones((n, n)) + noise**2 * np.eye(n)
-    evidence = st.multivariate_normal(np.full(n, prior_loc), cov).logpdf(data)
+    evidence = _multivariate_normal_logpdf(data, np.full(n, prior_loc), cov)
     return ConjugateModel("normal_normal", model, (data,), {"mu": dist.Normal(mean, precision**-0.5)},
                           float(evidence))
 
@@ -138,7 +144,7 @@ def _linear_regression(draw):
     cov = np.linalg.inv(precision)
     mean = cov @ features.T @ targets / noise**2
     marginal = prior_scale**2 * features @ features.T + noise**2 * np.eye(n)
-    evidence = st.multivariate_normal(np.zeros(n), marginal).logpdf(targets)
+    evidence = _multivariate_normal_logpdf(targets, np.zeros(n), marginal)
     return ConjugateModel("linear_regression", model, (features, targets),
                           {"beta": dist.MultivariateNormal(mean, covariance_matrix=cov)}, float(evidence))
 
