@@ -6,19 +6,20 @@ every intermediate. When the structure is fixed (the potential of a model
 with the same sites at every point) all that decides nothing new. ``record``
 runs ``fn`` once under a node type of its own that keeps, for every
 primitive applied, the raw function, its constant arguments and which
-arguments came from earlier nodes. ``Tape.value_and_grads`` then calls the
-raw functions in that order and the primitives' VJPs in reverse: the same
-arithmetic, with none of the Python around it.
+arguments came from earlier nodes, and writes them out as one straight-line
+Python function (``Tape.source``): the raw NumPy calls in order, then the
+gradients in reverse, as code where a rule knows the primitive (the shapes
+are known, so every sum back over broadcast axes is planned once) and
+through the primitive's VJP maker where not. The same arithmetic, with none
+of the Python around it.
 
-A replay is only right if the arithmetic does not depend on the values:
-Python control flow on a value, or a value read out of autograd's sight
-(``getval``), is frozen at the recording point. Comparisons and other
-functions without a gradient are recorded too (replayed forward, no
-gradient back), so ``where(x > 0, ...)`` replays right; one whose answer
-cannot be boxed (a Python or NumPy bool scalar, i.e. an ``if``) makes
-``record`` raise ``NotReplayable``. Whatever slips past that (a value read
-with ``getval``) is what ``Tape.agrees`` exists for: callers compare the
-replay with a fresh evaluation at points other than the recording one.
+A replay is only right if the arithmetic does not depend on the values.
+Comparisons and other functions without a gradient are recorded (replayed
+forward, no gradient back), so ``where(x > 0, ...)`` replays right; an
+``if`` on a recorded value raises ``NotReplayable``. What slips past that (a
+value read out of autograd's sight with ``getval``, then used) is frozen at
+the recording point: that is what ``Tape.agrees`` is for, a comparison of
+the replay with a fresh evaluation at points other than the recording one.
 """
 import itertools
 
@@ -29,23 +30,6 @@ from autograd.numpy.numpy_boxes import ArrayBox
 from autograd.tracer import Node, isbox, new_box, notrace_primitives, primitive, register_notrace, trace_stack
 
 _order = itertools.count()
-# On a tape a comparison is a box too: a ``where`` downstream then replays it. A comparison of scalars
-# gives a NumPy bool, boxed here; an ``if`` on it fails (a 0-d box has no truth value), which is what
-# tells ``record`` it met control flow. Boxes of bools exist only on a tape, and combine as NumPy's do.
-ArrayBox.register(np.bool_)
-for _name, _fun in (("and", anp.bitwise_and), ("or", anp.bitwise_or), ("xor", anp.bitwise_xor)):
-    if not hasattr(ArrayBox, f"__{_name}__"):
-        setattr(ArrayBox, f"__{_name}__", lambda self, other, fun=_fun: fun(self, other))
-        setattr(ArrayBox, f"__r{_name}__", lambda self, other, fun=_fun: fun(other, self))
-if not hasattr(ArrayBox, "__invert__"):
-    ArrayBox.__invert__ = lambda self: anp.invert(self)
-
-
-def _truth(box):
-    """autograd's ``bool(box)``, except on a tape, where an ``if`` on a value is what cannot be replayed."""
-    if type(box._node) is _TapeNode:
-        raise NotReplayable("Python control flow on a value (the truth value of a traced array)")
-    return bool(box._value)
 
 
 class NotReplayable(Exception):
@@ -72,6 +56,23 @@ class _TapeNode(Node):
         self.fun, self.args, self.kwargs, self.argnums, self.parents, self.index = None, (), {}, (), (), index
 
 
+def _truth(box):
+    """autograd's ``bool(box)``, except on a tape, where an ``if`` on a value is what cannot be replayed."""
+    if type(box._node) is _TapeNode:
+        raise NotReplayable("Python control flow on a value (the truth value of a traced array)")
+    return bool(box._value)
+
+
+# Under autograd's own nodes a comparison gives a plain array, so boxes of bools exist only on a tape,
+# where a comparison is a box (a NumPy bool, for scalars) so that a ``where`` downstream replays it. They
+# combine as NumPy's bools do. ``bool(box)`` is autograd's own except on a tape, where it raises.
+ArrayBox.register(np.bool_)
+for _name, _fun in (("and", anp.bitwise_and), ("or", anp.bitwise_or), ("xor", anp.bitwise_xor)):
+    if not hasattr(ArrayBox, f"__{_name}__"):
+        setattr(ArrayBox, f"__{_name}__", lambda self, other, fun=_fun: fun(self, other))
+        setattr(ArrayBox, f"__r{_name}__", lambda self, other, fun=_fun: fun(other, self))
+if not hasattr(ArrayBox, "__invert__"):
+    ArrayBox.__invert__ = lambda self: anp.invert(self)
 ArrayBox.__bool__ = _truth
 
 
