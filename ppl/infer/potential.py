@@ -17,14 +17,15 @@ handler that sets each latent from its slice of u and adds up log-densities
 and log-Jacobians, and autograd gives the gradient in the same reverse pass
 (each site's slice is its own root on the tape: no slicing nodes).
 
-From the second evaluation of a shape on, the model does not run at all:
-its arithmetic is recorded once (``ppl.tape``) and replayed, which skips the
-handlers, the distributions' constructors and autograd's boxes (about 2.5x
-faster on eight schools). The recording is checked against a fresh run at
-the first point evaluated; a model whose arithmetic depends on its values
+After two evaluations of a shape (one flat vector, or C chains) the model
+does not run at all: the second records its arithmetic (``ppl.tape``), the
+recording is checked against the first, fresh, run at its point, and every
+later evaluation replays it, without the handlers, the distributions'
+constructors or autograd's boxes (7x faster on eight schools,
+``benchmarks/nuts.py``). A model whose arithmetic depends on its values
 (control flow, a value read out of autograd's sight) keeps running as
-Python (``replay_problem`` says why), and ``replay_agrees`` lets a sampler
-check the replay at its draws.
+Python (``replay_problem`` says why); ``replay_agrees`` lets a sampler check
+the replay at its draws.
 
 A leading axis of flats, shape (C, D), is C chains: the model runs once
 inside a plate of size C left of every batch axis (as the ELBO's particles),
@@ -226,23 +227,20 @@ class Potential:
             return _fresh(objective, pieces)
         if tape is None:
             result = _fresh(objective, pieces)
-            self._tapes[key] = (pieces, result)
+            self._tapes[key] = ([np.array(p) for p in pieces], result)  # pieces are views the caller may reuse
             return result
         first_pieces, first_result = tape
         try:
             tape = record(objective, pieces)
         except NotReplayable as err:
-            self._give_up_replay(str(err))
+            self.stop_replay(str(err))
             return _fresh(objective, pieces)
         if not tape.agrees(lambda _: first_result, first_pieces):
-            self._give_up_replay("its replay at another point differs from running the model there "
-                                 "(its arithmetic depends on the values)")
+            self.stop_replay("its replay at another point differs from running the model there "
+                             "(its arithmetic depends on the values)")
             return _fresh(objective, pieces)
         self._tapes[key] = tape
         return tape.value_and_grads(pieces)
-
-    def _give_up_replay(self, why):
-        self.replay_problem, self._tapes = why, {}
 
     def replay_agrees(self, flat):
         """Whether every recorded tape, replayed at the rows of ``flat`` (N, D), equals a fresh run of the
@@ -271,7 +269,7 @@ class Potential:
 
     def stop_replay(self, why):
         """Run the model in Python from now on (``why`` goes to ``replay_problem``)."""
-        self._give_up_replay(why)
+        self.replay_problem, self._tapes = why, {}
 
     def _join(self, grads, lead):
         if not grads:

@@ -10,7 +10,6 @@ import copy
 import math
 from dataclasses import dataclass, field
 
-import autograd.numpy as anp
 import numpy as np
 
 from ..autodiff import value_and_grads
