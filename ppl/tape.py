@@ -165,7 +165,15 @@ def _dense(g):
     return sparse_add(vspace(g), None, g) if type(g) in sparse_object_types else g
 
 
-_HELPERS["_dense"] = _dense
+def _add(a, b):
+    """Two contributions to one gradient: arrays add; a tuple or list (of a primitive that returns several
+    values) adds element by element, as autograd's vector spaces do, never concatenates."""
+    if type(a) in (tuple, list):
+        return type(a)(_add(x, y) for x, y in zip(a, b))
+    return a + b
+
+
+_HELPERS["_dense"], _HELPERS["_add"] = _dense, _add
 
 
 class _Op:
@@ -240,7 +248,7 @@ def _generate(ops, input_shapes, out, reported):
     lines.append(f"    g{out} = np.ones_like({names[out]})")
 
     def add(slot, expr):
-        lines.append(f"    g{slot} = {expr}" if slot not in grads else f"    g{slot} = g{slot} + {expr}")
+        lines.append(f"    g{slot} = {expr}" if slot not in grads else f"    g{slot} = _add(g{slot}, {expr})")
         grads[slot] = f"g{slot}"
 
     for k in range(out - r, -1, -1):

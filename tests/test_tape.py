@@ -3,6 +3,7 @@ model, and a model whose arithmetic depends on its values is caught, never repla
 import warnings
 
 import autograd.numpy as anp
+from autograd.extend import defvjp, primitive
 import numpy as np
 import pytest
 from autograd.tracer import getval
@@ -184,3 +185,26 @@ def test_nuts_checks_the_replay_at_its_draws_and_reruns_in_python_when_it_disagr
         SLOPE["value"] = 0.0
     np.testing.assert_array_equal(rerun["positions"], reference["positions"])
     assert not np.array_equal(rerun["positions"], untilted["positions"])
+
+
+@primitive
+def _pair(x):
+    return 2.0 * x, 3.0 * x
+
+
+defvjp(_pair, lambda ans, x: lambda g: 2.0 * g[0] + 3.0 * g[1])
+
+
+def test_a_value_of_several_outputs_used_twice_gets_both_gradients():
+    """A primitive returning a pair, unpacked: its gradient has two contributions, one per element, which
+    add element by element (adding two tuples would concatenate them and lose one)."""
+    def fn(x):
+        first, second = _pair(x)
+        out = anp.sum(first) + anp.sum(second * second)
+        return out, out
+
+    tape = record(fn, [np.array([0.5, -1.0])])
+    x = np.array([1.5, 0.25])
+    value, (grad,) = tape.value_and_grads([x])
+    np.testing.assert_allclose(grad, 2.0 + 3.0 * 2 * (3.0 * x), rtol=1e-14)  # d/dx [2x + (3x)^2]
+    assert value == pytest.approx(np.sum(2 * x + 9 * x**2), rel=1e-14)
