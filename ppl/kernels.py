@@ -404,7 +404,7 @@ defvjp_argnums(add_n, _add_n_vjp)
 # A recorded tape replays these gradients as code (ppl.tape), the same arithmetic as the VJPs above.
 
 
-def _sum_rule(op, argnum, g, args, ans):
+def _sum_rule(op, argnum, g, args, ans, let):
     axis = op.args[1] if len(op.args) > 1 else op.kwargs.get("axis")
     shape = np.shape(op.args[0])
     if axis is None:
@@ -427,27 +427,29 @@ def _unbroadcast_code(expr, arg, ans_shape):
     return expr if dtype is None or not shape or dtype == np.float64 else None
 
 
-def _add_n_rule(op, argnum, g, args, ans):
+def _add_n_rule(op, argnum, g, args, ans, let):
     sign = op.kwargs["signs"][argnum]
     return _unbroadcast_code(g if sign == 1.0 else f"{sign!r} * {g}", op.args[argnum], op.shape)
 
 
-def _normal_log_prob_rule(op, argnum, g, args, ans):
+def _normal_log_prob_rule(op, argnum, g, args, ans, let):
     """``_normal_log_prob_vjp``'s arithmetic, its branch chosen once from the recorded arguments."""
     value, loc, scale = op.args
     v, m, s = args
     if 2 in (a for a, _ in op.back):
-        z = f"(({v} - {m}) * (1.0 / {s}))"
-        d_loc = f"({z} * (1.0 / {s}))"
+        inv_scale = let(f"1.0 / {s}")
+        z = let(f"({v} - {m}) * {inv_scale}")
+        d_loc = let(f"{z} * {inv_scale}")
         if argnum == 2:
-            return _unbroadcast_code(f"{g} * ({z} * {z} - 1.0) * (1.0 / {s})", scale, op.shape)
+            return _unbroadcast_code(f"{g} * ({z} * {z} - 1.0) * {inv_scale}", scale, op.shape)
     elif type(scale) is float and scale == 1.0 and type(loc) is float and loc == 0.0:
         d_loc = v
     elif isinstance(value - loc, np.ndarray) and _fits_in(value - loc, scale):
-        d_loc = f"(({v} - {m}) * (1.0 / ({s} * {s})))"
+        d_loc = let(f"({v} - {m}) * (1.0 / ({s} * {s}))")
     else:
-        d_loc = f"(({v} - {m}) / ({s} * {s}))"
-    return _unbroadcast_code(f"-({g} * {d_loc})" if argnum == 0 else f"{g} * {d_loc}", op.args[argnum], op.shape)
+        d_loc = let(f"({v} - {m}) / ({s} * {s})")
+    g_loc = let(f"{g} * {d_loc}")
+    return _unbroadcast_code(f"-{g_loc}" if argnum == 0 else g_loc, op.args[argnum], op.shape)
 
 
 tape.defrule(sum, _sum_rule, _broadcast_view=broadcast_view)

@@ -22,6 +22,7 @@ the recording point: that is what ``Tape.agrees`` is for, a comparison of
 the replay with a fresh evaluation at points other than the recording one.
 """
 import itertools
+import re
 
 import autograd.numpy as anp
 import numpy as np
@@ -77,8 +78,9 @@ ArrayBox.__bool__ = _truth
 
 
 # The gradients of the commonest primitives as autograd defines them (so a replay is bit for bit a fresh
-# evaluation), as code: a rule(op, argnum, g, args, ans) gives the expression, in the replay's names, of
-# the gradient with respect to argument ``argnum``, or None to leave it to the primitive's VJP maker. The
+# evaluation), as code: a rule(op, argnum, g, args, ans, let) gives the expression, in the replay's names,
+# of the gradient with respect to argument ``argnum``, or None to leave it to the primitive's VJP maker;
+# ``let(expr)`` names a subexpression the gradients of one op share, so it is computed once. The
 # tape knows every shape, so the sum back over broadcast axes is planned once, not worked out per call.
 _RULES = {}
 _HELPERS = {"np": np}
@@ -93,7 +95,7 @@ def defrule(fun, rule, **helpers):
 
 def _elementwise(*templates):
     """A rule from one expression per argument in {g}, {ans}, {x}, {y}, summed back as autograd does."""
-    def rule(op, argnum, g, args, ans):
+    def rule(op, argnum, g, args, ans, let):
         if op.kwargs or len(op.args) != len(templates):
             return None
         expr = templates[argnum].format(g=g, ans=ans, x=args[0], y=args[-1])
@@ -101,11 +103,11 @@ def _elementwise(*templates):
     return rule
 
 
-def _reshape_back(op, argnum, g, args, ans):
+def _reshape_back(op, argnum, g, args, ans, let):
     return f"_reshape({g}, {np.shape(op.args[0])!r})" if argnum == 0 else None
 
 
-def _where_back(op, argnum, g, args, ans):
+def _where_back(op, argnum, g, args, ans, let):
     if argnum == 1:
         return f"np.where({args[0]}, {g}, np.zeros({g}.shape))"
     return f"np.where({args[0]}, np.zeros({g}.shape), {g})" if argnum == 2 else None
@@ -123,7 +125,7 @@ def _scatter(g, idx, shape):
     return out
 
 
-def _index_back(op, argnum, g, args, ans):
+def _index_back(op, argnum, g, args, ans, let):
     if argnum != 0 or not _basic_index(op.args[1]) or np.result_type(op.args[0]) != np.float64:
         return None
     return f"_scatter({g}, {args[1]}, {np.shape(op.args[0])!r})"
@@ -256,9 +258,14 @@ def _generate(ops, input_shapes, out, reported):
         if slot not in grads or op.vjpmaker is None:
             continue
         g, args = grads[slot], arguments[k]
-        rule = _RULES.get(op.fun)
-        exprs = [rule and rule(op, argnum, g, args, names[slot]) for argnum, _ in op.back]
+        rule, temporaries = _RULES.get(op.fun), {}
+
+        def let(expr, k=k, temporaries=temporaries):  # a subexpression the op's gradients share, computed once
+            return temporaries.setdefault(expr, f"t{k}_{len(temporaries)}")
+
+        exprs = [rule and rule(op, argnum, g, args, names[slot], let) for argnum, _ in op.back]
         if all(exprs):
+            lines.extend(f"    {name} = {expr}" for expr, name in temporaries.items())
             for (_, parent), expr in zip(op.back, exprs):
                 add(parent, expr)
             continue
@@ -276,7 +283,29 @@ def _generate(ops, input_shapes, out, reported):
             namespace[f"shape{i}"] = shape
             inputs.append(f"np.zeros(shape{i})")
     lines.append(f"    return {names[reported]}, [{', '.join(inputs)}]")
-    return "\n".join(lines) + "\n", namespace
+    return "\n".join(_free_dead(lines)) + "\n", namespace
+
+
+def _free_dead(lines):
+    """``del`` each value and gradient after the last line that reads it: a batch of a thousand chains over
+    thousands of rows makes every intermediate tens of megabytes, and autograd too frees them as it goes."""
+    last = {}
+    for i, line in enumerate(lines[1:-1], start=1):
+        for name in _NAME.findall(line):
+            last[name] = i
+    returned, dead = set(_NAME.findall(lines[-1])), {}
+    for name, i in last.items():
+        if name not in returned:
+            dead.setdefault(i, []).append(name)
+    out = [lines[0]]
+    for i, line in enumerate(lines[1:-1], start=1):
+        out.append(line)
+        if i in dead:
+            out.append(f"    del {', '.join(sorted(dead[i]))}")
+    return out + [lines[-1]]
+
+
+_NAME = re.compile(r"\b(?:[vg]\d+|t\d+_\d+)\b")
 
 
 def record(fn, arrays):

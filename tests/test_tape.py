@@ -208,3 +208,19 @@ def test_a_value_of_several_outputs_used_twice_gets_both_gradients():
     value, (grad,) = tape.value_and_grads([x])
     np.testing.assert_allclose(grad, 2.0 + 3.0 * 2 * (3.0 * x), rtol=1e-14)  # d/dx [2x + (3x)^2]
     assert value == pytest.approx(np.sum(2 * x + 9 * x**2), rel=1e-14)
+
+
+def test_a_large_batch_is_not_recorded_and_a_shape_is_recorded_at_its_third_evaluation():
+    """Recording pays off over many evaluations of one shape (NUTS's steps); a shape met twice, or a batch
+    larger than RECORD_MAX_CHAINS (Pathfinder's draws), runs the model as it is."""
+    from ppl.infer.potential import RECORD_AT, RECORD_MAX_CHAINS
+
+    on = Potential(indexed_hierarchy, (Y, GROUP))
+    rng = np.random.default_rng(2)
+    big = rng.uniform(-1, 1, size=(RECORD_MAX_CHAINS + 1, on.dim))
+    for i in range(RECORD_AT + 1):
+        if i == RECORD_AT - 1:
+            assert on.tape_source() is None
+        on.value_and_grad(rng.uniform(-1, 1, size=on.dim))
+        on.value_and_grad(big)
+    assert on.tape_source() is not None and len(big) not in on._tapes

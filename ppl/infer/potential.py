@@ -17,12 +17,13 @@ handler that sets each latent from its slice of u and adds up log-densities
 and log-Jacobians, and autograd gives the gradient in the same reverse pass
 (each site's slice is its own root on the tape: no slicing nodes).
 
-After two evaluations of a shape (one flat vector, or C chains) the model
-does not run at all: the second records its arithmetic (``ppl.tape``), the
+After a few evaluations of a shape (one flat vector, or C chains) the model
+does not run at all: the third records its arithmetic (``ppl.tape``), the
 recording is checked against the first, fresh, run at its point, and every
 later evaluation replays it, without the handlers, the distributions'
 constructors or autograd's boxes (7x faster on eight schools,
-``benchmarks/nuts.py``). A model whose arithmetic depends on its values
+``benchmarks/nuts.py``). Batches of more than ``RECORD_MAX_CHAINS`` are not
+recorded: their cost is arithmetic, not Python. A model whose arithmetic depends on its values
 (control flow, a value read out of autograd's sight) keeps running as
 Python (``replay_problem`` says why); ``replay_agrees`` lets a sampler check
 the replay at its draws.
@@ -49,6 +50,10 @@ from .elbo import NOT_BROADCASTING, NotVectorizable, particle_reducer, vectorize
 from .init import init_to_uniform
 
 CHAINS = "_chains"
+RECORD_AT = 3  # the evaluation of a shape at which its arithmetic is recorded
+# A larger batch (Pathfinder's thousand draws, Laplace's Hessian points) is evaluated a few times, and its
+# cost is arithmetic, which a replay does not cut: recording it would only add the recording.
+RECORD_MAX_CHAINS = 128
 
 
 class _Site:
@@ -131,7 +136,7 @@ class Potential:
         self.model, self.args, self.kwargs = model, tuple(args), dict(kwargs or {})
         self._plan = None  # None: not tried with chains yet; "vectorize" or "loop"
         self.replay, self.replay_problem = replay, None
-        self._tapes = {}  # number of chains (None: one flat) -> Tape, or the first (pieces, result) seen
+        self._tapes = {}  # number of chains (None: one flat) -> Tape, or (first pieces, result, count)
         self._setup(rng_seed)
 
     # ------------------------------------------------------------ structure, found once
@@ -218,18 +223,20 @@ class Potential:
 
     def _evaluate(self, key, objective, pieces):
         """``objective``'s value and gradients at ``pieces``, replayed from the tape of this shape ``key``
-        once there is one. The tape is recorded at the shape's second evaluation and kept only if its
-        replay at the first point equals that point's fresh evaluation."""
+        once there is one. A shape is recorded at its ``RECORD_AT``-th evaluation (a shape met once or twice,
+        as Laplace's Hessian batches are, does not pay for a recording), and the tape is kept only if its
+        replay at the shape's first point equals that point's fresh evaluation."""
         tape = self._tapes.get(key)
         if isinstance(tape, Tape):
             return tape.value_and_grads(pieces)
-        if not self.replay or self.replay_problem is not None:
+        if not self.replay or self.replay_problem is not None or key is not None and key > RECORD_MAX_CHAINS:
             return _fresh(objective, pieces)
-        if tape is None:
+        if tape is None or tape[2] + 1 < RECORD_AT:
             result = _fresh(objective, pieces)
-            self._tapes[key] = ([np.array(p) for p in pieces], result)  # pieces are views the caller may reuse
+            first = ([np.array(p) for p in pieces], result) if tape is None else tape[:2]  # copies: pieces
+            self._tapes[key] = first + (1 if tape is None else tape[2] + 1,)  # are views the caller may reuse
             return result
-        first_pieces, first_result = tape
+        first_pieces, first_result, _ = tape
         try:
             tape = record(objective, pieces)
         except NotReplayable as err:
