@@ -215,12 +215,14 @@ def test_a_large_batch_is_not_recorded_and_a_shape_is_recorded_at_its_third_eval
     larger than RECORD_MAX_CHAINS (Pathfinder's draws), runs the model as it is."""
     from ppl.infer.potential import RECORD_AT, RECORD_MAX_CHAINS
 
-    on = Potential(indexed_hierarchy, (Y, GROUP))
     rng = np.random.default_rng(2)
-    big = rng.uniform(-1, 1, size=(RECORD_MAX_CHAINS + 1, on.dim))
-    for i in range(RECORD_AT + 1):
-        if i == RECORD_AT - 1:
-            assert on.tape_source() is None
-        on.value_and_grad(rng.uniform(-1, 1, size=on.dim))
-        on.value_and_grad(big)
-    assert on.tape_source() is not None and len(big) not in on._tapes
+    flat = Potential(indexed_hierarchy, (Y, GROUP))
+    for _ in range(RECORD_AT - 1):
+        flat.value_and_grad(rng.uniform(-1, 1, size=flat.dim))
+    assert flat.tape_source() is None
+    flat.value_and_grad(rng.uniform(-1, 1, size=flat.dim))
+    assert flat.tape_source() is not None
+    batched = Potential(indexed_hierarchy, (Y, GROUP))
+    for _ in range(RECORD_AT + 2):
+        batched.value_and_grad(rng.uniform(-1, 1, size=(RECORD_MAX_CHAINS + 1, batched.dim)))
+    assert batched.vectorized and RECORD_MAX_CHAINS + 1 not in batched._tapes
