@@ -504,6 +504,8 @@ def run_chains(potential, kernel, chains, rng_seed, num_warmup, num_samples, ini
                   "rerun with the model run in Python at every step (slower, and right)", RuntimeWarning,
                   stacklevel=2)
     potential.stop_replay("its replay disagreed with the model at the draws")
+    if callback is not None:
+        callback("rerun", None, 0)
     return _run_chains(potential, kernel, chains, rng_seed, num_warmup, num_samples, init, step_size,
                        target_accept, dense_mass, adapt, callback, inverse_mass)
 
@@ -753,6 +755,10 @@ class _MCMC:
         bar = tqdm(total=num_runs * per_run, desc=type(self).__name__, mininterval=0.25)
 
         def update_with(phase, eps, divergences):
+            if phase == "rerun":  # run_chains starts its chains over: one more run's worth of iterations
+                bar.total += per_run
+                bar.refresh()
+                return
             bar.update(1)
             if bar.n % 20 == 0:
                 bar.set_postfix(phase=phase, step_size=f"{float(np.mean(eps)):.3g}", divergences=divergences,
