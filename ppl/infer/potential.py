@@ -125,6 +125,17 @@ def _depends_on_tape(constraint, depth=0):
     return False
 
 
+class _Unrecorded:
+    """A shape evaluated fewer than ``RECORD_AT`` times: its first point and result (what its recording
+    will be checked against), and how many times it has been evaluated."""
+
+    __slots__ = ("pieces", "result", "count")
+
+    def __init__(self, pieces, result):
+        self.pieces = [np.array(p) for p in pieces]  # copies: the pieces are views the caller may reuse
+        self.result, self.count = result, 1
+
+
 class Potential:
     """U(u) = -(log joint + log|Jacobian|) of a model at flat unconstrained vectors; see the module docstring.
 
@@ -136,7 +147,7 @@ class Potential:
         self.model, self.args, self.kwargs = model, tuple(args), dict(kwargs or {})
         self._plan = None  # None: not tried with chains yet; "vectorize" or "loop"
         self.replay, self.replay_problem = replay, None
-        self._tapes = {}  # number of chains (None: one flat) -> Tape, or (first pieces, result, count)
+        self._tapes = {}  # number of chains (None: one flat) -> its Tape, or _Unrecorded until recorded
         self._setup(rng_seed)
 
     # ------------------------------------------------------------ structure, found once
@@ -231,18 +242,20 @@ class Potential:
             return tape.value_and_grads(pieces)
         if not self.replay or self.replay_problem is not None or key is not None and key > RECORD_MAX_CHAINS:
             return _fresh(objective, pieces)
-        if tape is None or tape[2] + 1 < RECORD_AT:
+        if tape is None:
             result = _fresh(objective, pieces)
-            first = ([np.array(p) for p in pieces], result) if tape is None else tape[:2]  # copies: pieces
-            self._tapes[key] = first + (1 if tape is None else tape[2] + 1,)  # are views the caller may reuse
+            self._tapes[key] = _Unrecorded(pieces, result)
             return result
-        first_pieces, first_result, _ = tape
+        if tape.count + 1 < RECORD_AT:
+            tape.count += 1
+            return _fresh(objective, pieces)
+        first = tape
         try:
             tape = record(objective, pieces)
         except NotReplayable as err:
             self.stop_replay(str(err))
             return _fresh(objective, pieces)
-        if not tape.agrees(lambda _: first_result, first_pieces):
+        if not tape.agrees(lambda _: first.result, first.pieces):
             self.stop_replay("its replay at another point differs from running the model there "
                              "(its arithmetic depends on the values)")
             return _fresh(objective, pieces)
