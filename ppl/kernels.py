@@ -122,7 +122,7 @@ def _normal_log_prob_vjp(argnums, ans, args, kwargs):
         d_loc = z * inv_scale
     elif type(scale) is float and scale == 1.0 and type(loc) is float and loc == 0.0:
         d_loc = value  # the standard Normal: read only, never written
-    elif isinstance(diff, np.ndarray) and _fits_in(diff, scale):
+    elif isinstance(diff := value - loc, np.ndarray) and _fits_in(diff, scale):  # as the VJP chooses
         diff *= 1.0 / (scale * scale)
         d_loc = diff
     else:
@@ -444,7 +444,7 @@ def _normal_log_prob_rule(op, argnum, g, args, ans, let):
             return _unbroadcast_code(f"{g} * ({z} * {z} - 1.0) * {inv_scale}", scale, op.shape)
     elif type(scale) is float and scale == 1.0 and type(loc) is float and loc == 0.0:
         d_loc = v
-    elif isinstance(value - loc, np.ndarray) and _fits_in(value - loc, scale):
+    elif isinstance(diff := value - loc, np.ndarray) and _fits_in(diff, scale):  # as the VJP chooses
         d_loc = let(f"({v} - {m}) * (1.0 / ({s} * {s}))")
     else:
         d_loc = let(f"({v} - {m}) / ({s} * {s})")
