@@ -77,13 +77,45 @@ if not hasattr(ArrayBox, "__invert__"):
 ArrayBox.__bool__ = _truth
 
 
+def _sum_back(expr, arg_shape, ans_shape):
+    """autograd's ``unbroadcast`` of the gradient ``expr`` from ``ans_shape`` to ``arg_shape``, as code."""
+    extra = len(ans_shape) - len(arg_shape)
+    for _ in range(extra):
+        expr = f"np.add.reduce({expr}, axis=0)"
+    for axis, n in enumerate(arg_shape):
+        if n == 1 and ans_shape[extra + axis] != 1:
+            expr = f"np.add.reduce({expr}, axis={axis}, keepdims=True)"
+    return expr
+
+
+def _reshape(a, shape):
+    """``np.reshape`` without its dispatch (a few microseconds, against the method's fraction of one)."""
+    return a.reshape(shape) if type(a) is np.ndarray else np.reshape(a, shape)
+
+
+def _dense(g):
+    """A gradient of indexing comes as autograd's sparse object: make it a fresh dense array."""
+    return sparse_add(vspace(g), None, g) if type(g) in sparse_object_types else g
+
+
+def _add(a, b):
+    """Two contributions to one gradient: arrays add; a tuple or list (of a primitive that returns several
+    values) adds element by element, as autograd's vector spaces do, never concatenates."""
+    if type(a) in (tuple, list):
+        return type(a)(_add(x, y) for x, y in zip(a, b))
+    return a + b
+
+
+# The names every replay's code may call, besides those a rule adds through ``defrule``.
+_HELPERS = {"np": np, "_reshape": _reshape, "_dense": _dense, "_add": _add}
+
+
 # The gradients of the commonest primitives as autograd defines them (so a replay is bit for bit a fresh
 # evaluation), as code: a rule(op, argnum, g, args, ans, let) gives the expression, in the replay's names,
 # of the gradient with respect to argument ``argnum``, or None to leave it to the primitive's VJP maker;
 # ``let(expr)`` names a subexpression the gradients of one op share, so it is computed once. The
 # tape knows every shape, so the sum back over broadcast axes is planned once, not worked out per call.
 _RULES = {}
-_HELPERS = {"np": np}
 
 
 def defrule(fun, rule, **helpers):
@@ -141,41 +173,6 @@ for _fun in (np.reshape, np.expand_dims, np.squeeze, np.ravel):
     defrule(_fun, _reshape_back)
 defrule(np.where, _where_back)
 defrule(ArrayBox.__getitem__, _index_back, _scatter=_scatter)
-
-
-def _sum_back(expr, arg_shape, ans_shape):
-    """autograd's ``unbroadcast`` of the gradient ``expr`` from ``ans_shape`` to ``arg_shape``, as code."""
-    extra = len(ans_shape) - len(arg_shape)
-    for _ in range(extra):
-        expr = f"np.add.reduce({expr}, axis=0)"
-    for axis, n in enumerate(arg_shape):
-        if n == 1 and ans_shape[extra + axis] != 1:
-            expr = f"np.add.reduce({expr}, axis={axis}, keepdims=True)"
-    return expr
-
-
-def _reshape(a, shape):
-    """``np.reshape`` without its dispatch (a few microseconds, against the method's fraction of one)."""
-    return a.reshape(shape) if type(a) is np.ndarray else np.reshape(a, shape)
-
-
-_HELPERS["_reshape"] = _reshape
-
-
-def _dense(g):
-    """A gradient of indexing comes as autograd's sparse object: make it a fresh dense array."""
-    return sparse_add(vspace(g), None, g) if type(g) in sparse_object_types else g
-
-
-def _add(a, b):
-    """Two contributions to one gradient: arrays add; a tuple or list (of a primitive that returns several
-    values) adds element by element, as autograd's vector spaces do, never concatenates."""
-    if type(a) in (tuple, list):
-        return type(a)(_add(x, y) for x, y in zip(a, b))
-    return a + b
-
-
-_HELPERS["_dense"], _HELPERS["_add"] = _dense, _add
 
 
 class _Op:
