@@ -5,12 +5,14 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import pytest
 import scipy.stats as st
+from hypothesis import given, settings
+from hypothesis import strategies as st_h
 
 import ppl
 import ppl.distributions as dist
 from ppl import observe, plate, sample
 from ppl.infer import diagnostics
-from ppl.infer.mcmc import HMC, NUTS, window_schedule
+from ppl.infer.mcmc import HMC, NUTS, _logaddexp, window_schedule
 from test_potential import eight_schools as eight_schools_centered  # the centred parameterization
 
 X = np.array([0.9, 1.7, 0.3, 2.2, 1.1, 1.4])
@@ -126,18 +128,37 @@ SCHOOLS = (np.array([28.0, 8, -3, 7, -1, 1, 18, 12]), np.array([15.0, 10, 16, 11
 REGRESSION = (np.random.default_rng(0).normal(size=(12, 3)), np.random.default_rng(1).normal(size=12))
 
 
-def test_vectorized_and_sequential_chains_give_identical_draws():
-    vectorized = run_quiet(NUTS(linear_regression), 60, *REGRESSION, num_warmup=60, num_chains=3, rng_seed=5)
-    sequential = run_quiet(NUTS(linear_regression), 60, *REGRESSION, num_warmup=60, num_chains=3, rng_seed=5,
-                           vectorize_chains=False)
+@pytest.mark.parametrize("dense", [False, True])
+def test_vectorized_and_sequential_chains_give_identical_draws(dense):
+    """Batched chains (masked rows, a batch of one when the others have stopped) and chains one at a time (the
+    single-chain path on 1-D vectors and floats) do the same arithmetic."""
+    vectorized = run_quiet(NUTS(linear_regression, dense_mass=dense), 60, *REGRESSION, num_warmup=60, num_chains=3,
+                           rng_seed=5)
+    sequential = run_quiet(NUTS(linear_regression, dense_mass=dense), 60, *REGRESSION, num_warmup=60, num_chains=3,
+                           rng_seed=5, vectorize_chains=False)
     assert vectorized.potential.vectorized  # the chains did run batched
+    depths = vectorized.stats["tree_depth"]
+    assert np.any(depths != depths[:1])  # trees of different depths: the batch shrank as chains stopped
     np.testing.assert_array_equal(vectorized.positions, sequential.positions)
     for name in vectorized.stats:
         np.testing.assert_array_equal(vectorized.stats[name], sequential.stats[name])
+    if dense:
+        return
     again = run_quiet(NUTS(linear_regression), 60, *REGRESSION, num_warmup=60, num_chains=3, rng_seed=5)
     np.testing.assert_array_equal(vectorized.positions, again.positions)
     other = run_quiet(NUTS(linear_regression), 60, *REGRESSION, num_warmup=60, num_chains=3, rng_seed=6)
     assert not np.array_equal(vectorized.positions, other.positions)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st_h.floats(allow_nan=True, allow_infinity=True, width=64),
+       st_h.floats(allow_nan=True, allow_infinity=True, width=64))
+def test_the_single_chain_logaddexp_is_numpys_bit_for_bit(a, b):
+    expected = np.logaddexp(a, b)
+    with np.errstate(all="ignore"):
+        got = _logaddexp(a, b)
+    assert got == expected or np.isnan(got) and np.isnan(expected)
+    assert _logaddexp(1.5, 1.5) == np.logaddexp(1.5, 1.5) and _logaddexp(-np.inf, -np.inf) == -np.inf
 
 
 def test_process_pool_gives_the_same_draws():

@@ -51,15 +51,19 @@ class _DiagonalMetric:
     """Per chain an inverse mass vector: p# = M^-1 p elementwise, p = z / sqrt(M^-1).
 
     ``take(rows)`` is the metric of those chains alone, gathered once per
-    (sub)tree rather than at every leapfrog step.
+    (sub)tree rather than at every leapfrog step; ``row(i)`` is chain i's,
+    on 1-D vectors.
     """
 
     def __init__(self, inverse, scale=None):
-        self.inverse = inverse  # (C, D)
+        self.inverse = inverse  # (C, D), or (D,) for one chain's row
         self.scale = 1.0 / np.sqrt(inverse) if scale is None else scale
 
     def take(self, rows):
         return _DiagonalMetric(self.inverse[rows], self.scale[rows])
+
+    def row(self, i):
+        return _DiagonalMetric(self.inverse[i], self.scale[i])
 
     def sharp(self, p):
         return self.inverse * p
@@ -72,17 +76,21 @@ class _DenseMetric:
     """Per chain an inverse mass matrix: p# = M^-1 p, p = chol(M) z."""
 
     def __init__(self, inverse, chol=None):
-        self.inverse = inverse  # (C, D, D)
+        self.inverse = inverse  # (C, D, D), or (D, D) for one chain's row
         self.chol = np.linalg.cholesky(np.linalg.inv(inverse)) if chol is None else chol
 
     def take(self, rows):
         return _DenseMetric(self.inverse[rows], self.chol[rows])
 
+    def row(self, i):
+        return _DenseMetric(self.inverse[i], self.chol[i])
+
+    # einsum, not matmul: its products for one row equal a batch's row bit for bit (matmul's need not)
     def sharp(self, p):
-        return np.einsum("cij,cj->ci", self.inverse, p)
+        return np.einsum("...ij,...j->...i", self.inverse, p)
 
     def momentum(self, z):
-        return np.einsum("cij,cj->ci", self.chol, z)
+        return np.einsum("...ij,...j->...i", self.chol, z)
 
 
 def _momentum(metric, rngs, d):
@@ -175,6 +183,9 @@ def _subtree(energy, metric, rows, depth, q, p, grad, pot, step, h0, uniforms):
     A chain that diverges or U-turns stops (its subtree is invalid).
     """
     n, d = q.shape
+    if n == 1:
+        return _as_batch_of_one(_subtree_one(energy, metric.row(rows[0]), depth, q[0], p[0], grad[0], float(pot[0]),
+                                             float(step[0, 0]), float(h0[0]), uniforms[0]))
     levels = depth + 1
     q, p, grad, pot = q.copy(), p.copy(), grad.copy(), pot.copy()
     p_sharp = np.zeros_like(p)
@@ -236,6 +247,94 @@ def _subtree(energy, metric, rows, depth, q, p, grad, pot, step, h0, uniforms):
                     (prop_q, prop_p, prop_grad, prop_pot), num_steps, sum_metro, divergent)
 
 
+def _logaddexp(a, b):
+    """log(e^a + e^b) of two floats, as NumPy's ``logaddexp`` computes it (and so, bit for bit, the same)."""
+    if a == b:
+        return a + _LOG2
+    t = a - b
+    if t > 0:
+        return a + math.log1p(math.exp(-t))
+    if t <= 0:
+        return b + math.log1p(math.exp(t))
+    return t  # NaN
+
+
+_LOG2 = math.log(2.0)
+
+
+def _energy_one(energy, q):
+    pot, grad = energy(q[None])
+    return float(pot[0]), grad[0]
+
+
+def _subtree_one(energy, metric, depth, q, p, grad, pot, step, h0, uniforms):
+    """``_subtree`` for one chain: the same arithmetic, operation for operation, on 1-D vectors and floats.
+
+    A batch of one spends most of its time gathering and scattering rows;
+    here a stopped chain simply returns. Exponentials are NumPy's (a
+    float's ``np.exp`` is the array's, ``math.exp`` is not), dot products
+    ``ndarray.dot`` (a row of ``vecdot``'s): the draws equal the batched ones.
+    """
+    levels = depth + 1
+    half = 0.5 * step
+    lsw, sum_metro, num_steps, divergent, valid = -math.inf, 0.0, 0, False, True
+    proposal = (q, p, grad, pot)
+    prefix = np.zeros_like(q)
+    before, begin_p, begin_sharp = [None] * levels, [None] * levels, [None] * levels
+    end_p, end_sharp = [None] * levels, [None] * levels
+    for k in range(1 << depth):
+        p_half = p - half * grad
+        q = q + step * metric.sharp(p_half)
+        pot, grad = _energy_one(energy, q)
+        p = p_half - half * grad
+        p_sharp = metric.sharp(p)
+        h = pot + 0.5 * float(p.dot(p_sharp))
+        if h != h:
+            h = math.inf
+        w = h0 - h
+        new_lsw = _logaddexp(lsw, w)
+        if uniforms[k] < np.exp(w - new_lsw):
+            proposal = (q, p, grad, pot)
+        lsw = new_lsw
+        sum_metro += float(np.exp(min(w, 0.0)))
+        num_steps += 1
+        prefix = prefix + p
+        for m in range(levels):
+            if k % (1 << m):
+                break
+            begin_p[m], begin_sharp[m], before[m] = p, p_sharp, prefix - p
+        ok = w >= -MAX_DELTA_H
+        divergent = not ok
+        for m in range(1, levels):
+            if not ok or (k + 1) % (1 << m):
+                break
+            ok = (_criterion_one(begin_sharp[m], p_sharp, prefix - before[m])
+                  and _criterion_one(begin_sharp[m], begin_sharp[m - 1],
+                                     (before[m - 1] - before[m]) + begin_p[m - 1])
+                  and _criterion_one(end_sharp[m - 1], p_sharp, (prefix - before[m - 1]) + end_p[m - 1]))
+        for m in range(levels):
+            if (k + 1) % (1 << m):
+                break
+            end_p[m], end_sharp[m] = p, p_sharp
+        if not ok:
+            valid = False
+            break
+    return _Subtree(valid, lsw, prefix, begin_p[depth], begin_sharp[depth], (q, p, grad, pot, p_sharp), proposal,
+                    num_steps, sum_metro, divergent)
+
+
+def _criterion_one(p_sharp_minus, p_sharp_plus, rho):
+    return float(p_sharp_plus.dot(rho)) > 0 and float(p_sharp_minus.dot(rho)) > 0
+
+
+def _as_batch_of_one(sub):
+    """A one-chain ``_Subtree`` as the batched transition holds it: a leading axis of length one."""
+    rows = lambda xs: tuple(np.asarray(x)[None] for x in xs)  # noqa: E731
+    return _Subtree(np.array([sub.valid]), np.array([sub.lsw]), sub.rho[None], sub.begin_p[None],
+                    sub.begin_sharp[None], rows(sub.end), rows(sub.proposal), np.array([sub.num_steps]),
+                    np.array([sub.sum_metro]), np.array([sub.divergent]))
+
+
 class _NUTSKernel:
     def __init__(self, max_tree_depth):
         self.max_tree_depth = max_tree_depth
@@ -244,6 +343,8 @@ class _NUTSKernel:
         """One NUTS transition for every chain: returns the new state and per-chain statistics."""
         q, pot, grad = state
         c = len(q)
+        if c == 1:
+            return self._transition_one(energy, metric.row(0), state, float(step_size[0]), rngs[0])
         p = _momentum(metric, rngs, q.shape[1])
         p_sharp = metric.sharp(p)
         h0 = pot + _kinetic(p, p_sharp)
@@ -296,6 +397,48 @@ class _NUTSKernel:
                  "diverging": divergent, "energy": sample[3] + _kinetic(sample[1], sample_sharp),
                  "lp": -sample[3]}
         return (sample[0], sample[3], sample[2]), stats
+
+
+    def _transition_one(self, energy, metric, state, step_size, rng):
+        """``transition`` for a single chain, on 1-D vectors and floats, drawing what the batched one draws."""
+        q, pot, grad = state[0][0], float(state[1][0]), state[2][0]
+        p = metric.momentum(rng.standard_normal(len(q)))
+        p_sharp = metric.sharp(p)
+        h0 = pot + 0.5 * float(p.dot(p_sharp))
+        left = right = (q, p, grad, pot, p_sharp)  # the trajectory's two ends
+        sample, lsw, rho = (q, p, grad, pot), 0.0, p
+        depth, num_steps, sum_metro, divergent = 0, 0, 0.0, False
+        for j in range(self.max_tree_depth):
+            u = rng.random(2 + (1 << j))
+            forward = u[0] > 0.5
+            start = right if forward else left
+            sub = _subtree_one(energy, metric, j, *start[:4], (1.0 if forward else -1.0) * step_size, h0, u[2:])
+            num_steps += sub.num_steps
+            sum_metro += sub.sum_metro
+            divergent = divergent or sub.divergent
+            if not sub.valid:
+                break
+            depth += 1
+            if sub.lsw > lsw or u[1] < np.exp(sub.lsw - lsw):
+                sample = sub.proposal
+            lsw = _logaddexp(lsw, sub.lsw)
+            near, far = (right, left) if forward else (left, right)
+            rho_old, rho = rho, rho + sub.rho
+            end_sharp = sub.end[4]
+            persist = (_criterion_one(far[4], end_sharp, rho)
+                       and _criterion_one(far[4], sub.begin_sharp, rho_old + sub.begin_p)
+                       and _criterion_one(near[4], end_sharp, sub.rho + near[1]))
+            if forward:
+                right = sub.end
+            else:
+                left = sub.end
+            if not persist:
+                break
+        q, p, grad, pot = sample
+        stats = {"accept_prob": np.array([sum_metro / max(num_steps, 1)]), "tree_depth": np.array([depth]),
+                 "num_steps": np.array([num_steps]), "diverging": np.array([divergent]),
+                 "energy": np.array([pot + 0.5 * float(p.dot(metric.sharp(p)))]), "lp": np.array([-pot])}
+        return (q[None], np.array([pot]), grad[None]), stats
 
 
 class _HMCKernel:
