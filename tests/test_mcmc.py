@@ -130,15 +130,15 @@ REGRESSION = (np.random.default_rng(0).normal(size=(12, 3)), np.random.default_r
 
 @pytest.mark.parametrize("dense", [False, True])
 def test_vectorized_and_sequential_chains_give_identical_draws(dense):
-    """Batched chains (masked rows, a batch of one when the others have stopped) and chains one at a time (the
-    single-chain path on 1-D vectors and floats) do the same arithmetic."""
+    """Chains whose potential requests are batched (each chain at its own point of its own tree) and chains
+    run one at a time give the same draws: the batch's rows are the single evaluations."""
     vectorized = run_quiet(NUTS(linear_regression, dense_mass=dense), 60, *REGRESSION, num_warmup=60, num_chains=3,
                            rng_seed=5)
     sequential = run_quiet(NUTS(linear_regression, dense_mass=dense), 60, *REGRESSION, num_warmup=60, num_chains=3,
                            rng_seed=5, vectorize_chains=False)
     assert vectorized.potential.vectorized  # the chains did run batched
     depths = vectorized.stats["tree_depth"]
-    assert np.any(depths != depths[:1])  # trees of different depths: the batch shrank as chains stopped
+    assert np.any(depths != depths[:1])  # trees of different depths: the chains were at different steps
     np.testing.assert_array_equal(vectorized.positions, sequential.positions)
     for name in vectorized.stats:
         np.testing.assert_array_equal(vectorized.stats[name], sequential.stats[name])
@@ -276,10 +276,10 @@ def test_the_metric_estimate_does_not_depend_on_the_units_of_a_coordinate(dense)
     scales = np.array([1e4, 1.0, 1e-5])
 
     def estimate(rows):
-        welford = _Welford(1, 3, dense)
+        welford = _Welford(3, dense)
         for row in rows:
-            welford.add(row[None])
-        return welford.regularized()[0]
+            welford.add(row)
+        return welford.regularized()
 
     plain, scaled = estimate(x), estimate(x * scales)
     expected = plain * (np.outer(scales, scales) if dense else scales ** 2)

@@ -164,12 +164,9 @@ def test_nuts_checks_the_replay_at_its_draws_and_reruns_in_python_when_it_disagr
 
     num_warmup, num_samples, calls = 60, 40, []
 
-    def tilt_after_the_last_draw(phase, eps, divergences):
-        if phase == "rerun":  # the progress bar's cue: one more run's worth of iterations
-            calls.append(phase)
-            return
-        calls.append(phase)
-        if len(calls) % (num_warmup + num_samples) == 0:
+    def tilt_after_the_last_draw(phase, eps, diverging):
+        calls.append(phase)  # "rerun": the progress bar's cue, one more run's worth of iterations per chain
+        if phase != "rerun" and len(calls) == 2 * (num_warmup + num_samples):  # both chains' last draws
             SLOPE["value"] = 1.0
 
     def run(potential, callback=None):
@@ -186,7 +183,7 @@ def test_nuts_checks_the_replay_at_its_draws_and_reruns_in_python_when_it_disagr
         untilted = run(Potential(reads_a_global, (0.5,), replay=False))
     finally:
         SLOPE["value"] = 0.0
-    assert calls.count("rerun") == 1 and calls.index("rerun") == num_warmup + num_samples
+    assert calls.count("rerun") == 2 and calls.index("rerun") == 2 * (num_warmup + num_samples)
     np.testing.assert_array_equal(rerun["positions"], reference["positions"])
     assert not np.array_equal(rerun["positions"], untilted["positions"])
 

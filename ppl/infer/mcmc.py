@@ -21,12 +21,16 @@ from the draws of windows of 25, 50, 100, ... iterations after a 75-iteration
 buffer and before a 50-iteration terminal buffer, regularised (towards 1e-3 times its own
 diagonal, not Stan's 1e-3 I: see ``_Welford.regularized``).
 
-The chains advance together: every leapfrog step is one evaluation of the
-potential for all chains still building their trees (a chain whose tree has
-finished waits, masked out), so C chains cost about one chain's calls.
+Each chain's run (initial point, step-size search, warm-up, draws) is one
+coroutine on 1-D vectors and floats, written as the single-chain algorithm
+is: it yields every point where it needs the potential. The chains advance
+together: ``_drive`` evaluates the requests of all chains in one vectorized
+call and sends each its row back, so C chains cost about as many
+evaluations as their longest chain, and no chain waits for another's tree.
 Each chain's randomness comes from its own generator seeded with
-``fold_in(rng_seed, chain)``, so chains run together, one at a time, or in
-another process give the same draws.
+``fold_in(rng_seed, chain)``, and a batched evaluation's rows equal single
+ones, so chains run together, one at a time, or in another process give the
+same draws.
 """
 import functools
 import math
@@ -48,22 +52,11 @@ MAX_DELTA_H = 1000.0
 
 
 class _DiagonalMetric:
-    """Per chain an inverse mass vector: p# = M^-1 p elementwise, p = z / sqrt(M^-1).
+    """A chain's inverse mass vector: p# = M^-1 p elementwise, p = z / sqrt(M^-1)."""
 
-    ``take(rows)`` is the metric of those chains alone, gathered once per
-    (sub)tree rather than at every leapfrog step; ``row(i)`` is chain i's,
-    on 1-D vectors.
-    """
-
-    def __init__(self, inverse, scale=None):
-        self.inverse = inverse  # (C, D), or (D,) for one chain's row
-        self.scale = 1.0 / np.sqrt(inverse) if scale is None else scale
-
-    def take(self, rows):
-        return _DiagonalMetric(self.inverse[rows], self.scale[rows])
-
-    def row(self, i):
-        return _DiagonalMetric(self.inverse[i], self.scale[i])
+    def __init__(self, inverse):
+        self.inverse = inverse  # (D,)
+        self.scale = 1.0 / np.sqrt(inverse)
 
     def sharp(self, p):
         return self.inverse * p
@@ -73,43 +66,46 @@ class _DiagonalMetric:
 
 
 class _DenseMetric:
-    """Per chain an inverse mass matrix: p# = M^-1 p, p = chol(M) z."""
+    """A chain's inverse mass matrix: p# = M^-1 p, p = chol(M) z."""
 
-    def __init__(self, inverse, chol=None):
-        self.inverse = inverse  # (C, D, D), or (D, D) for one chain's row
-        self.chol = np.linalg.cholesky(np.linalg.inv(inverse)) if chol is None else chol
+    def __init__(self, inverse):
+        self.inverse = inverse  # (D, D)
+        self.chol = np.linalg.cholesky(np.linalg.inv(inverse))
 
-    def take(self, rows):
-        return _DenseMetric(self.inverse[rows], self.chol[rows])
-
-    def row(self, i):
-        return _DenseMetric(self.inverse[i], self.chol[i])
-
-    # einsum, not matmul: its products for one row equal a batch's row bit for bit (matmul's need not)
     def sharp(self, p):
-        return np.einsum("...ij,...j->...i", self.inverse, p)
+        return np.einsum("ij,j->i", self.inverse, p)
 
     def momentum(self, z):
-        return np.einsum("...ij,...j->...i", self.chol, z)
+        return np.einsum("ij,j->i", self.chol, z)
 
 
-def _momentum(metric, rngs, d):
-    """p ~ N(0, M) per chain, each from its own generator (so chains together or apart draw the same)."""
-    return metric.momentum(np.stack([rng.standard_normal(d) for rng in rngs]))
-
-
-# Row-wise dot products of (chains, D) arrays. np.vecdot (NumPy >= 2) is a ufunc: on these small arrays its
-# dispatch costs under half of einsum's, and it runs a few times per leapfrog step.
-_dot = getattr(np, "vecdot", None) or (lambda a, b: np.einsum("...d,...d->...", a, b))
+def _momentum(metric, rng):
+    """p ~ N(0, M), from the chain's own generator (so chains together or apart draw the same)."""
+    return metric.momentum(rng.standard_normal(len(metric.inverse)))
 
 
 def _kinetic(p, p_sharp):
-    return 0.5 * _dot(p, p_sharp)
+    return 0.5 * float(p.dot(p_sharp))
 
 
 def _criterion(p_sharp_minus, p_sharp_plus, rho):
     """The generalized no-U-turn criterion: True while the (sub)tree still expands."""
-    return (_dot(p_sharp_plus, rho) > 0) & (_dot(p_sharp_minus, rho) > 0)
+    return float(p_sharp_plus.dot(rho)) > 0 and float(p_sharp_minus.dot(rho)) > 0
+
+
+def _logaddexp(a, b):
+    """log(e^a + e^b) of two floats, as NumPy's ``logaddexp`` computes it (and so, bit for bit, the same)."""
+    if a == b:
+        return a + _LOG2
+    t = a - b
+    if t > 0:
+        return a + math.log1p(math.exp(-t))
+    if t <= 0:
+        return b + math.log1p(math.exp(t))
+    return t  # NaN
+
+
+_LOG2 = math.log(2.0)
 
 
 # ------------------------------------------------------------------ evaluation
@@ -144,35 +140,58 @@ class _Energy:
             return np.inf, np.zeros_like(x)
 
 
+def _drive(energy, runs):
+    """Advance the chains' coroutines together: each yields the point where it needs U and dU/du and is
+    sent them back; one evaluation of ``energy`` serves every chain with a request. Returns what each
+    run returns, in order.
+
+    Chains meet only at leapfrog steps, not at trees: a chain whose tree has
+    ended starts its next transition while the others go on, so C chains
+    cost about as many evaluations as their longest chain (a tree-level
+    lockstep, as with masks, costs about twice that: every transition waits
+    for the deepest tree).
+    """
+    requests = {i: next(run) for i, run in enumerate(runs)}
+    results = [None] * len(runs)
+    while requests:
+        chains = list(requests)
+        values, grads = energy(np.stack([requests[i] for i in chains]))
+        for row, i in enumerate(chains):
+            try:
+                requests[i] = runs[i].send((float(values[row]), grads[row]))
+            except StopIteration as stop:
+                results[i] = stop.value
+                del requests[i]
+    return results
+
+
 # ------------------------------------------------------------------ NUTS transition
 
 
 @dataclass
 class _Subtree:
-    valid: np.ndarray
-    lsw: np.ndarray
-    rho: np.ndarray
+    valid: bool
+    lsw: float  # log of the sum of the weights exp(H0 - H) of its points
+    rho: np.ndarray  # the sum of its momenta
     begin_p: np.ndarray
     begin_sharp: np.ndarray
     end: tuple  # q, p, grad, potential, p_sharp of the last point
     proposal: tuple  # q, p, grad, potential
-    num_steps: np.ndarray
-    sum_metro: np.ndarray
-    divergent: np.ndarray
+    num_steps: int
+    sum_metro: float
+    divergent: bool
 
 
-def _leapfrog(energy, metric, q, p, grad, step, half_step=None):
-    """One leapfrog step of signed size ``step`` (per row) for the chains of ``metric``."""
-    half_step = 0.5 * step if half_step is None else half_step
-    half = p - half_step * grad
-    q = q + step * metric.sharp(half)
-    pot, grad = energy(q)
-    p = half - half_step * grad
-    return q, p, grad, pot
+def _leapfrog(metric, q, p, grad, step, half):
+    """One leapfrog step of signed size ``step``; a coroutine step: yields q, is sent (U, dU/du) there."""
+    p_half = p - half * grad
+    q = q + step * metric.sharp(p_half)
+    pot, grad = yield q
+    return q, p_half - half * grad, grad, pot
 
 
-def _subtree(energy, metric, rows, depth, q, p, grad, pot, step, h0, uniforms):
-    """Build a subtree of 2^depth leapfrog steps for each chain in ``rows``, iteratively.
+def _subtree(metric, depth, q, p, grad, pot, step, h0, uniforms):
+    """Build a subtree of 2^depth leapfrog steps from (q, p), iteratively (a coroutine, as ``_leapfrog``).
 
     The binary tree of Stan's recursion is kept as a counter: after step k
     (0-based) the sub-subtrees of size 2^m with 2^m | k + 1 are complete,
@@ -180,100 +199,7 @@ def _subtree(energy, metric, rows, depth, q, p, grad, pot, step, h0, uniforms):
     the neighbouring point of the other). Per level the first point of the
     open node and the last point of the previous one are kept, with prefix
     sums of the momenta, so rho of any node is a difference of two sums.
-    A chain that diverges or U-turns stops (its subtree is invalid).
-    """
-    n, d = q.shape
-    if n == 1:
-        return _as_batch_of_one(_subtree_one(energy, metric.row(rows[0]), depth, q[0], p[0], grad[0], float(pot[0]),
-                                             float(step[0, 0]), float(h0[0]), uniforms[0]))
-    levels = depth + 1
-    q, p, grad, pot = q.copy(), p.copy(), grad.copy(), pot.copy()
-    p_sharp = np.zeros_like(p)
-    alive, alive_count = np.ones(n, bool), n
-    lsw = np.full(n, -np.inf)
-    sum_metro, num_steps, divergent = np.zeros(n), np.zeros(n, int), np.zeros(n, bool)
-    prop_q, prop_p, prop_grad, prop_pot = q.copy(), p.copy(), grad.copy(), pot.copy()
-    prefix = np.zeros((n, d))
-    before = np.zeros((n, levels, d))  # prefix sum before each level's open node
-    begin_p, begin_sharp = np.zeros((n, levels, d)), np.zeros((n, levels, d))
-    end_p, end_sharp = np.zeros((n, levels, d)), np.zeros((n, levels, d))
-    r, live, h0_r, step_r, half_r = slice(None), metric.take(rows), h0, step, 0.5 * step
-    for k in range(2 ** depth):
-        if alive_count < n:  # a chain stopped: gather the others (until then a slice, not a gather)
-            if not alive_count:
-                break
-            if not isinstance(r, np.ndarray) or len(r) != alive_count:
-                r = np.flatnonzero(alive)
-                live, h0_r, step_r, half_r = metric.take(rows[r]), h0[r], step[r], 0.5 * step[r]
-        qk, pk, gk, uk = _leapfrog(energy, live, q[r], p[r], grad[r], step_r, half_r)
-        sk = live.sharp(pk)
-        h = np.fmin(uk + _kinetic(pk, sk), np.inf)  # NaN -> inf (fmin drops a NaN), else h itself
-        if isinstance(r, slice):  # every chain alive: the step's arrays are the new ends as they are
-            q, p, grad, pot, p_sharp = qk, pk, gk, uk, sk
-        else:
-            q[r], p[r], grad[r], pot[r], p_sharp[r] = qk, pk, gk, uk, sk
-        w = h0_r - h
-        new_lsw = np.logaddexp(lsw[r], w)
-        take = uniforms[r, k] < np.exp(w - new_lsw)  # inf - inf is NaN: no take (run_chains' errstate)
-        lsw[r] = new_lsw
-        if take.any():
-            t = np.flatnonzero(take) if isinstance(r, slice) else r[take]
-            prop_q[t], prop_p[t], prop_grad[t], prop_pot[t] = qk[take], pk[take], gk[take], uk[take]
-        sum_metro[r] += np.exp(np.minimum(w, 0.0))  # min(1, exp(w)); NaN stays NaN
-        num_steps[r] += 1
-        prefix[r] += pk
-        s = prefix[r]
-        for m in range(levels):
-            if k % (1 << m):
-                break
-            begin_p[r, m], begin_sharp[r, m], before[r, m] = pk, sk, s - pk
-        ok = w >= -MAX_DELTA_H  # h = inf (w = -inf) and NaN are divergences too
-        divergent[r] |= ~ok
-        for m in range(1, levels):
-            if (k + 1) % (1 << m):
-                break
-            rho_left = before[r, m - 1] - before[r, m]
-            rho_right = s - before[r, m - 1]
-            ok &= _criterion(begin_sharp[r, m], sk, s - before[r, m])
-            ok &= _criterion(begin_sharp[r, m], begin_sharp[r, m - 1], rho_left + begin_p[r, m - 1])
-            ok &= _criterion(end_sharp[r, m - 1], sk, rho_right + end_p[r, m - 1])
-        for m in range(levels):
-            if (k + 1) % (1 << m):
-                break
-            end_p[r, m], end_sharp[r, m] = pk, sk
-        alive[r] = ok
-        alive_count = int(np.count_nonzero(alive))
-    return _Subtree(alive, lsw, prefix, begin_p[:, depth], begin_sharp[:, depth], (q, p, grad, pot, p_sharp),
-                    (prop_q, prop_p, prop_grad, prop_pot), num_steps, sum_metro, divergent)
-
-
-def _logaddexp(a, b):
-    """log(e^a + e^b) of two floats, as NumPy's ``logaddexp`` computes it (and so, bit for bit, the same)."""
-    if a == b:
-        return a + _LOG2
-    t = a - b
-    if t > 0:
-        return a + math.log1p(math.exp(-t))
-    if t <= 0:
-        return b + math.log1p(math.exp(t))
-    return t  # NaN
-
-
-_LOG2 = math.log(2.0)
-
-
-def _energy_one(energy, q):
-    pot, grad = energy(q[None])
-    return float(pot[0]), grad[0]
-
-
-def _subtree_one(energy, metric, depth, q, p, grad, pot, step, h0, uniforms):
-    """``_subtree`` for one chain: the same arithmetic, operation for operation, on 1-D vectors and floats.
-
-    A batch of one spends most of its time gathering and scattering rows;
-    here a stopped chain simply returns. Exponentials are NumPy's (a
-    float's ``np.exp`` is the array's, ``math.exp`` is not), dot products
-    ``ndarray.dot`` (a row of ``vecdot``'s): the draws equal the batched ones.
+    A divergence or a U-turn ends it (the subtree is invalid).
     """
     levels = depth + 1
     half = 0.5 * step
@@ -283,17 +209,15 @@ def _subtree_one(energy, metric, depth, q, p, grad, pot, step, h0, uniforms):
     before, begin_p, begin_sharp = [None] * levels, [None] * levels, [None] * levels
     end_p, end_sharp = [None] * levels, [None] * levels
     for k in range(1 << depth):
-        p_half = p - half * grad
-        q = q + step * metric.sharp(p_half)
-        pot, grad = _energy_one(energy, q)
-        p = p_half - half * grad
+        q, p, grad, pot = yield from _leapfrog(metric, q, p, grad, step, half)
         p_sharp = metric.sharp(p)
-        h = pot + 0.5 * float(p.dot(p_sharp))
+        h = pot + _kinetic(p, p_sharp)
         if h != h:
             h = math.inf
         w = h0 - h
         new_lsw = _logaddexp(lsw, w)
-        if uniforms[k] < np.exp(w - new_lsw):
+        # np.exp, not math.exp: NumPy's exp is its own, and a float's is the same as an array's
+        if uniforms[k] < np.exp(w - new_lsw):  # multinomial sampling within the subtree, progressively
             proposal = (q, p, grad, pot)
         lsw = new_lsw
         sum_metro += float(np.exp(min(w, 0.0)))
@@ -303,15 +227,14 @@ def _subtree_one(energy, metric, depth, q, p, grad, pot, step, h0, uniforms):
             if k % (1 << m):
                 break
             begin_p[m], begin_sharp[m], before[m] = p, p_sharp, prefix - p
-        ok = w >= -MAX_DELTA_H
+        ok = w >= -MAX_DELTA_H  # h = inf (w = -inf) is a divergence too
         divergent = not ok
         for m in range(1, levels):
             if not ok or (k + 1) % (1 << m):
                 break
-            ok = (_criterion_one(begin_sharp[m], p_sharp, prefix - before[m])
-                  and _criterion_one(begin_sharp[m], begin_sharp[m - 1],
-                                     (before[m - 1] - before[m]) + begin_p[m - 1])
-                  and _criterion_one(end_sharp[m - 1], p_sharp, (prefix - before[m - 1]) + end_p[m - 1]))
+            ok = (_criterion(begin_sharp[m], p_sharp, prefix - before[m])
+                  and _criterion(begin_sharp[m], begin_sharp[m - 1], (before[m - 1] - before[m]) + begin_p[m - 1])
+                  and _criterion(end_sharp[m - 1], p_sharp, (prefix - before[m - 1]) + end_p[m - 1]))
         for m in range(levels):
             if (k + 1) % (1 << m):
                 break
@@ -323,88 +246,16 @@ def _subtree_one(energy, metric, depth, q, p, grad, pot, step, h0, uniforms):
                     num_steps, sum_metro, divergent)
 
 
-def _criterion_one(p_sharp_minus, p_sharp_plus, rho):
-    return float(p_sharp_plus.dot(rho)) > 0 and float(p_sharp_minus.dot(rho)) > 0
-
-
-def _as_batch_of_one(sub):
-    """A one-chain ``_Subtree`` as the batched transition holds it: a leading axis of length one."""
-    rows = lambda xs: tuple(np.asarray(x)[None] for x in xs)  # noqa: E731
-    return _Subtree(np.array([sub.valid]), np.array([sub.lsw]), sub.rho[None], sub.begin_p[None],
-                    sub.begin_sharp[None], rows(sub.end), rows(sub.proposal), np.array([sub.num_steps]),
-                    np.array([sub.sum_metro]), np.array([sub.divergent]))
-
-
 class _NUTSKernel:
     def __init__(self, max_tree_depth):
         self.max_tree_depth = max_tree_depth
 
-    def transition(self, energy, metric, state, step_size, rngs):
-        """One NUTS transition for every chain: returns the new state and per-chain statistics."""
+    def transition(self, metric, state, step_size, rng):
+        """One NUTS transition of one chain (a coroutine): returns the new state and its statistics."""
         q, pot, grad = state
-        c = len(q)
-        if c == 1:
-            return self._transition_one(energy, metric.row(0), state, float(step_size[0]), rngs[0])
-        p = _momentum(metric, rngs, q.shape[1])
+        p = _momentum(metric, rng)
         p_sharp = metric.sharp(p)
         h0 = pot + _kinetic(p, p_sharp)
-        # the two ends of each chain's trajectory: q, p, grad, potential, p#
-        left = [q.copy(), p.copy(), grad.copy(), pot.copy(), p_sharp.copy()]
-        right = [x.copy() for x in left]
-        sample = [q.copy(), p.copy(), grad.copy(), pot.copy()]
-        lsw, rho = np.zeros(c), p.copy()
-        depth, num_steps, sum_metro = np.zeros(c, int), np.zeros(c, int), np.zeros(c)
-        divergent, active = np.zeros(c, bool), np.ones(c, bool)
-        for j in range(self.max_tree_depth):
-            a = np.flatnonzero(active)
-            if not a.size:
-                break
-            u = np.stack([rngs[i].random(2 + (1 << j)) for i in a])
-            forward = u[:, 0] > 0.5
-            start = [np.where(forward[:, None] if x.ndim == 2 else forward, rx[a], lx[a])
-                     for lx, rx, x in zip(left, right, left)]
-            step = np.where(forward, 1.0, -1.0)[:, None] * step_size[a, None]
-            sub = _subtree(energy, metric, a, j, start[0], start[1], start[2], start[3], step, h0[a], u[:, 2:])
-            num_steps[a] += sub.num_steps
-            sum_metro[a] += sub.sum_metro
-            divergent[a] |= sub.divergent
-            v = sub.valid
-            active[a[~v]] = False
-            a, forward, u = a[v], forward[v], u[v]
-            if not a.size:
-                break
-            depth[a] += 1
-            sub_lsw = sub.lsw[v]
-            take = (sub_lsw > lsw[a]) | (u[:, 1] < np.exp(sub_lsw - lsw[a]))
-            for x, y in zip(sample, sub.proposal):
-                x[a[take]] = y[v][take]
-            lsw[a] = np.logaddexp(lsw[a], sub_lsw)
-            near_p = np.where(forward[:, None], right[1][a], left[1][a])
-            near_sharp = np.where(forward[:, None], right[4][a], left[4][a])
-            far_sharp = np.where(forward[:, None], left[4][a], right[4][a])
-            rho_old, rho_new = rho[a], sub.rho[v]
-            rho[a] = rho_old + rho_new
-            end_sharp = sub.end[4][v]
-            persist = (_criterion(far_sharp, end_sharp, rho[a])
-                       & _criterion(far_sharp, sub.begin_sharp[v], rho_old + sub.begin_p[v])
-                       & _criterion(near_sharp, end_sharp, rho_new + near_p))
-            for side, mask in ((right, forward), (left, ~forward)):
-                for x, y in zip(side, sub.end):
-                    x[a[mask]] = y[v][mask]
-            active[a[~persist]] = False
-        sample_sharp = metric.sharp(sample[1])
-        stats = {"accept_prob": sum_metro / np.maximum(num_steps, 1), "tree_depth": depth, "num_steps": num_steps,
-                 "diverging": divergent, "energy": sample[3] + _kinetic(sample[1], sample_sharp),
-                 "lp": -sample[3]}
-        return (sample[0], sample[3], sample[2]), stats
-
-
-    def _transition_one(self, energy, metric, state, step_size, rng):
-        """``transition`` for a single chain, on 1-D vectors and floats, drawing what the batched one draws."""
-        q, pot, grad = state[0][0], float(state[1][0]), state[2][0]
-        p = metric.momentum(rng.standard_normal(len(q)))
-        p_sharp = metric.sharp(p)
-        h0 = pot + 0.5 * float(p.dot(p_sharp))
         left = right = (q, p, grad, pot, p_sharp)  # the trajectory's two ends
         sample, lsw, rho = (q, p, grad, pot), 0.0, p
         depth, num_steps, sum_metro, divergent = 0, 0, 0.0, False
@@ -412,22 +263,22 @@ class _NUTSKernel:
             u = rng.random(2 + (1 << j))
             forward = u[0] > 0.5
             start = right if forward else left
-            sub = _subtree_one(energy, metric, j, *start[:4], (1.0 if forward else -1.0) * step_size, h0, u[2:])
+            sub = yield from _subtree(metric, j, *start[:4], (1.0 if forward else -1.0) * step_size, h0, u[2:])
             num_steps += sub.num_steps
             sum_metro += sub.sum_metro
             divergent = divergent or sub.divergent
             if not sub.valid:
                 break
             depth += 1
-            if sub.lsw > lsw or u[1] < np.exp(sub.lsw - lsw):
+            if sub.lsw > lsw or u[1] < np.exp(sub.lsw - lsw):  # biased progressive sampling
                 sample = sub.proposal
             lsw = _logaddexp(lsw, sub.lsw)
             near, far = (right, left) if forward else (left, right)
             rho_old, rho = rho, rho + sub.rho
             end_sharp = sub.end[4]
-            persist = (_criterion_one(far[4], end_sharp, rho)
-                       and _criterion_one(far[4], sub.begin_sharp, rho_old + sub.begin_p)
-                       and _criterion_one(near[4], end_sharp, sub.rho + near[1]))
+            persist = (_criterion(far[4], end_sharp, rho)
+                       and _criterion(far[4], sub.begin_sharp, rho_old + sub.begin_p)
+                       and _criterion(near[4], end_sharp, sub.rho + near[1]))
             if forward:
                 right = sub.end
             else:
@@ -435,36 +286,31 @@ class _NUTSKernel:
             if not persist:
                 break
         q, p, grad, pot = sample
-        stats = {"accept_prob": np.array([sum_metro / max(num_steps, 1)]), "tree_depth": np.array([depth]),
-                 "num_steps": np.array([num_steps]), "diverging": np.array([divergent]),
-                 "energy": np.array([pot + 0.5 * float(p.dot(metric.sharp(p)))]), "lp": np.array([-pot])}
-        return (q[None], np.array([pot]), grad[None]), stats
+        stats = {"accept_prob": sum_metro / max(num_steps, 1), "tree_depth": depth, "num_steps": num_steps,
+                 "diverging": divergent, "energy": pot + _kinetic(p, metric.sharp(p)), "lp": -pot}
+        return (q, pot, grad), stats
 
 
 class _HMCKernel:
     def __init__(self, num_steps):
         self.num_steps = num_steps
 
-    def transition(self, energy, metric, state, step_size, rngs):
-        """``num_steps`` leapfrog steps for every chain at once, then a Metropolis correction."""
-        q0, pot0, grad0 = state
-        c = len(q0)
-        p = _momentum(metric, rngs, q0.shape[1])
-        h0 = pot0 + _kinetic(p, metric.sharp(p))
-        q, grad, pot = q0, grad0, pot0
-        step = step_size[:, None]
+    def transition(self, metric, state, step_size, rng):
+        """``num_steps`` leapfrog steps, then a Metropolis correction (a coroutine, as NUTS's)."""
+        q, pot, grad = state
+        p = _momentum(metric, rng)
+        h0 = pot + _kinetic(p, metric.sharp(p))
+        half = 0.5 * step_size
         for _ in range(self.num_steps):
-            q, p, grad, pot = _leapfrog(energy, metric, q, p, grad, step)
+            q, p, grad, pot = yield from _leapfrog(metric, q, p, grad, step_size, half)
         h = pot + _kinetic(p, metric.sharp(p))
-        h = np.where(np.isnan(h), np.inf, h)
-        log_accept = np.minimum(h0 - h, 0.0)
-        u = np.array([rng.random() for rng in rngs])
-        accept = np.log(u) < log_accept
-        new = tuple(np.where(accept[:, None] if x.ndim == 2 else accept, x, x0)
-                    for x, x0 in zip((q, pot, grad), state))
-        stats = {"accept_prob": np.exp(log_accept), "tree_depth": np.zeros(c, int),
-                 "num_steps": np.full(c, self.num_steps), "diverging": h - h0 > MAX_DELTA_H,
-                 "energy": np.where(accept, h, h0), "lp": -new[1]}
+        if h != h:
+            h = math.inf
+        log_accept = min(h0 - h, 0.0)
+        accept = np.log(rng.random()) < log_accept  # NumPy's log and exp, as everywhere in a run
+        new = (q, pot, grad) if accept else state
+        stats = {"accept_prob": float(np.exp(log_accept)), "tree_depth": 0, "num_steps": self.num_steps,
+                 "diverging": h - h0 > MAX_DELTA_H, "energy": h if accept else h0, "lp": -new[1]}
         return new, stats
 
 
@@ -479,21 +325,21 @@ class _DualAveraging:
         self.restart(step_size)
 
     def restart(self, step_size):
-        self.mu = np.log(10 * step_size)
-        self.counter, self.s_bar, self.x_bar = 0, np.zeros_like(step_size), np.zeros_like(step_size)
+        self.mu = float(np.log(10 * step_size))
+        self.counter, self.s_bar, self.x_bar = 0, 0.0, 0.0
 
     def learn(self, accept_prob):
         self.counter += 1
-        accept_prob = np.minimum(accept_prob, 1.0)
+        accept_prob = min(accept_prob, 1.0)
         eta = 1.0 / (self.counter + self.t0)
         self.s_bar = (1 - eta) * self.s_bar + eta * (self.target - accept_prob)
         x = self.mu - self.s_bar * math.sqrt(self.counter) / self.gamma
         x_eta = self.counter ** -self.kappa
         self.x_bar = (1 - x_eta) * self.x_bar + x_eta * x
-        return np.exp(x)
+        return float(np.exp(x))
 
     def final(self):
-        return np.exp(self.x_bar)
+        return float(np.exp(self.x_bar))
 
 
 def window_schedule(num_warmup, init_buffer=75, term_buffer=50, base_window=25):
@@ -526,21 +372,21 @@ def window_schedule(num_warmup, init_buffer=75, term_buffer=50, base_window=25):
 
 
 class _Welford:
-    """Running mean and (co)variance per chain."""
+    """Running mean and (co)variance of one chain's draws."""
 
-    def __init__(self, c, d, dense):
+    def __init__(self, d, dense):
         self.dense, self.n = dense, 0
-        self.mean = np.zeros((c, d))
-        self.m2 = np.zeros((c, d, d) if dense else (c, d))
+        self.mean = np.zeros(d)
+        self.m2 = np.zeros((d, d) if dense else d)
 
     def add(self, x):
         self.n += 1
         delta = x - self.mean
-        self.mean += delta / self.n
+        self.mean = self.mean + delta / self.n
         if self.dense:
-            self.m2 += np.einsum("ci,cj->cij", x - self.mean, delta)
+            self.m2 = self.m2 + np.einsum("i,j->ij", x - self.mean, delta)
         else:
-            self.m2 += (x - self.mean) * delta
+            self.m2 = self.m2 + (x - self.mean) * delta
 
     def regularized(self):
         """Stan's shrinkage of the sample (co)variance, with weight 5 / (n + 5), towards 1e-3 times its own
@@ -554,76 +400,60 @@ class _Welford:
         """
         n = self.n
         cov = self.m2 / (n - 1)
-        variances = np.diagonal(cov, axis1=-2, axis2=-1) if self.dense else cov
+        variances = np.diagonal(cov) if self.dense else cov
         target = 1e-3 * np.where(variances > 0, variances, 1.0)
         weight = 5.0 / (n + 5.0)
         if self.dense:
-            return (n / (n + 5.0)) * cov + weight * target[..., None] * np.eye(cov.shape[-1])
+            return (n / (n + 5.0)) * cov + weight * target[:, None] * np.eye(len(cov))
         return (n / (n + 5.0)) * cov + weight * target
 
 
-def _find_step_size(energy, metric, state, step_size, rngs):
-    """Stan's heuristic: double or halve each chain's step until one leapfrog step's acceptance
-    exp(H0 - H) crosses 0.8."""
+def _find_step_size(metric, state, step_size, rng):
+    """Stan's heuristic: double or halve the step until one leapfrog step's acceptance exp(H0 - H) crosses
+    0.8 (a coroutine)."""
     q, pot, grad = state
-    c, d = q.shape
-    step_size = step_size.copy()
-    direction = np.zeros(c)
-    active = np.ones(c, bool)
+    direction = 0.0
     for _ in range(100):
-        a = np.flatnonzero(active)
-        if not a.size:
-            break
-        live = metric.take(a)
-        p = _momentum(live, [rngs[i] for i in a], d)
-        h0 = pot[a] + _kinetic(p, live.sharp(p))
-        _, p1, _, pot1 = _leapfrog(energy, live, q[a], p, grad[a], step_size[a, None])
-        h = pot1 + _kinetic(p1, live.sharp(p1))
-        h = np.where(np.isnan(h), np.inf, h)
-        delta = h0 - h
-        first = direction[a] == 0
-        direction[a[first]] = np.where(delta[first] > np.log(0.8), 1.0, -1.0)
-        dir_a = direction[a]
-        done = np.where(dir_a == 1, ~(delta > np.log(0.8)), ~(delta < np.log(0.8))) & ~first
-        active[a[done]] = False
-        grow = a[~done & ~first]  # the first trial only sets the direction, as Stan's
-        step_size[grow] = np.where(direction[grow] == 1, 2 * step_size[grow], 0.5 * step_size[grow])
-        if np.any(step_size > 1e7) or np.any(step_size == 0):
+        p = _momentum(metric, rng)
+        h0 = pot + _kinetic(p, metric.sharp(p))
+        _, p1, _, pot1 = yield from _leapfrog(metric, q, p, grad, step_size, 0.5 * step_size)
+        h = pot1 + _kinetic(p1, metric.sharp(p1))
+        delta = h0 - (math.inf if h != h else h)
+        if not direction:  # the first trial only sets the direction, as Stan's
+            direction = 1.0 if delta > _LOG_08 else -1.0
+        elif not (delta > _LOG_08 if direction == 1 else delta < _LOG_08):
+            return step_size
+        else:
+            step_size = 2 * step_size if direction == 1 else 0.5 * step_size
+        if step_size > 1e7 or step_size == 0:
             raise NonFiniteError("NUTS: the initial step-size search diverged: the posterior is improper or the "
                                  "potential is numerically flat or ill-defined")
     return step_size
 
 
+_LOG_08 = float(np.log(0.8))
+
+
 # ------------------------------------------------------------------ the run of a batch of chains
 
 
-def _initial_state(potential, energy, init, rngs, chains):
-    """Each chain's first point: Stan's uniform(-2, 2) unconstrained (redrawn up to 100 times until the
-    potential and its gradient are finite), a dict of site values, or a given flat array."""
-    d = potential.dim
-    rows = []
-    for rng, chain in zip(rngs, chains):
-        for _ in range(100):
-            u = (init[chain] if init.ndim == 2 else init) if isinstance(init, np.ndarray) else potential.init(rng, init)
-            if np.isfinite(energy(u[None])[0][0]):
-                break
-            if isinstance(init, np.ndarray):
-                raise NonFiniteError(f"chain {chain}: the given initial point has a non-finite log density or gradient")
-        else:
-            raise NonFiniteError(f"chain {chain}: no initial point with a finite log density and gradient after 100 "
-                                 f"tries (init={init!r}); check the model's supports, or pass init= a dict of "
-                                 "valid values")
-        rows.append(u)
-    q = np.stack(rows) if rows else np.zeros((0, d))
-    pot, grad = energy(q)
-    return q, pot, grad
+def _initial_state(potential, init, rng, chain):
+    """The chain's first point (a coroutine): Stan's uniform(-2, 2) unconstrained (redrawn up to 100 times
+    until the potential and its gradient are finite), a dict of site values, or a given flat array."""
+    for _ in range(100):
+        u = (init[chain] if init.ndim == 2 else init) if isinstance(init, np.ndarray) else potential.init(rng, init)
+        pot, grad = yield u
+        if math.isfinite(pot):
+            return u, pot, grad
+        if isinstance(init, np.ndarray):
+            raise NonFiniteError(f"chain {chain}: the given initial point has a non-finite log density or gradient")
+    raise NonFiniteError(f"chain {chain}: no initial point with a finite log density and gradient after 100 tries "
+                         f"(init={init!r}); check the model's supports, or pass init= a dict of valid values")
 
 
-def _start_metric(inverse_mass, c, d, dense_mass):
+def _start_metric(inverse_mass, d, dense_mass):
     start = np.eye(d) if inverse_mass is None else np.asarray(inverse_mass, dtype=float)
-    if dense_mass:
-        return _DenseMetric(np.broadcast_to(start, (c, d, d)).copy())
-    return _DiagonalMetric(np.broadcast_to(np.diag(start), (c, d)).copy())
+    return _DenseMetric(start.copy()) if dense_mass else _DiagonalMetric(np.diag(start).copy())
 
 
 def run_chains(potential, kernel, chains, rng_seed, num_warmup, num_samples, init="uniform", step_size=None,
@@ -631,15 +461,18 @@ def run_chains(potential, kernel, chains, rng_seed, num_warmup, num_samples, ini
     """Warm up and sample the chains numbered ``chains`` together; every array has a leading chain axis.
 
     ``inverse_mass``: the metric the warm-up starts from, (D, D) (its diagonal when ``dense_mass`` is off);
-    None is the identity, as Stan's.
+    None is the identity, as Stan's. ``callback(phase, step_size, diverging)`` is called after each
+    iteration of each chain, and with phase "rerun" once per chain run again.
 
     Returns a dict: ``positions`` (C, num_samples, D), per-draw ``stats``
     {name: (C, num_samples)}, the final ``step_size`` (C,) and
     ``inverse_mass`` (C, D) or (C, D, D).
     """
     chains = list(chains)
-    result = _run_chains(potential, kernel, chains, rng_seed, num_warmup, num_samples, init, step_size,
-                         target_accept, dense_mass, adapt, callback, inverse_mass)
+    settings = dict(kernel=kernel, rng_seed=rng_seed, num_warmup=num_warmup, num_samples=num_samples, init=init,
+                    step_size=step_size, target_accept=target_accept, dense_mass=dense_mass, adapt=adapt,
+                    callback=callback, inverse_mass=inverse_mass)
+    result = _run_chains(potential, chains, settings)
     if potential.replay_agrees(_spread(result["positions"])):
         return result
     # the tape's arithmetic was frozen somewhere the chains went (a value read outside autograd's sight)
@@ -647,10 +480,9 @@ def run_chains(potential, kernel, chains, rng_seed, num_warmup, num_samples, ini
                   "rerun with the model run in Python at every step (slower, and right)", RuntimeWarning,
                   stacklevel=2)
     potential.stop_replay("its replay disagreed with the model at the draws")
-    if callback is not None:
-        callback("rerun", None, 0)
-    return _run_chains(potential, kernel, chains, rng_seed, num_warmup, num_samples, init, step_size,
-                       target_accept, dense_mass, adapt, callback, inverse_mass)
+    for _ in chains if callback is not None else ():
+        callback("rerun", None, False)
+    return _run_chains(potential, chains, settings)
 
 
 def _spread(positions, per_chain=4):
@@ -660,57 +492,62 @@ def _spread(positions, per_chain=4):
     return positions[:, picks].reshape(-1, positions.shape[-1])
 
 
-def _run_chains(potential, kernel, chains, rng_seed, num_warmup, num_samples, init, step_size, target_accept,
-                dense_mass, adapt, callback, inverse_mass):
-    c, d = len(chains), potential.dim
-    rngs = [np.random.Generator(np.random.PCG64(fold_in(rng_seed, int(chain)))) for chain in chains]
-    energy = _Energy(potential)
+def _run_chains(potential, chains, settings):
+    runs = [_chain(potential, chain, **settings) for chain in chains]
     # one errstate for the whole run: the kernels' inf - inf and exp overflows are expected, and a context
     # manager per leapfrog step would cost more than the arithmetic it guards
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
-        state = _initial_state(potential, energy, init, rngs, chains)
-        metric = _start_metric(inverse_mass, c, d, dense_mass)
-        eps = np.full(c, 1.0 if step_size is None else float(step_size))
+        parts = _drive(_Energy(potential), runs)
+    return {"positions": np.stack([part["positions"] for part in parts]),
+            "stats": {name: np.stack([part["stats"][name] for part in parts]) for name in parts[0]["stats"]},
+            "step_size": np.array([part["step_size"] for part in parts]),
+            "inverse_mass": np.stack([part["inverse_mass"] for part in parts])}
+
+
+STAT_TYPES = {"accept_prob": float, "tree_depth": int, "num_steps": int, "diverging": bool, "energy": float,
+              "lp": float}
+
+
+def _chain(potential, chain, kernel, rng_seed, num_warmup, num_samples, init, step_size, target_accept,
+           dense_mass, adapt, callback, inverse_mass):
+    """One chain's whole run, warm-up then sampling, as a coroutine that yields each point where it needs
+    the potential (``_drive`` evaluates the requests of all chains at once)."""
+    rng = np.random.Generator(np.random.PCG64(fold_in(rng_seed, int(chain))))
+    d = potential.dim
+    state = yield from _initial_state(potential, init, rng, chain)
+    metric = _start_metric(inverse_mass, d, dense_mass)
+    eps = 1.0 if step_size is None else float(step_size)
+    if adapt:
+        eps = yield from _find_step_size(metric, state, eps, rng)
+        averaging = _DualAveraging(eps, target_accept)
+        collect, ends = window_schedule(num_warmup)
+        welford = _Welford(d, dense_mass)
+    for i in range(num_warmup):
+        state, stats = yield from kernel.transition(metric, state, eps, rng)
         if adapt:
-            eps = _find_step_size(energy, metric, state, eps, rngs)
-            averaging = _DualAveraging(eps, target_accept)
-            collect, ends = window_schedule(num_warmup)
-            welford = _Welford(c, d, dense_mass)
-        divergences = 0
-        for i in range(num_warmup):
-            state, stats = kernel.transition(energy, metric, state, eps, rngs)
-            divergences += int(stats["diverging"].sum())
-            if adapt:
-                eps = averaging.learn(stats["accept_prob"])
-                if collect[i]:
-                    welford.add(state[0])
-                if i in ends:
-                    inverse = welford.regularized()
-                    metric = _DenseMetric(inverse) if dense_mass else _DiagonalMetric(inverse)
-                    welford = _Welford(c, d, dense_mass)
-                    eps = _find_step_size(energy, metric, state, eps, rngs)
-                    averaging.restart(eps)
-            if callback is not None:
-                callback("warmup", eps, divergences)
-        if adapt and num_warmup:
-            eps = averaging.final()
-        positions = np.empty((c, num_samples, d))
-        records = {}
-        divergences = 0
-        for i in range(num_samples):
-            state, stats = kernel.transition(energy, metric, state, eps, rngs)
-            positions[:, i] = state[0]
-            for name, value in stats.items():
-                if name not in records:
-                    records[name] = np.empty((c, num_samples), dtype=np.asarray(value).dtype)
-                records[name][:, i] = value
-            divergences += int(stats["diverging"].sum())
-            if callback is not None:
-                callback("sample", eps, divergences)
-    if num_samples == 0:
-        records = {name: np.empty((c, 0)) for name in ("accept_prob", "tree_depth", "num_steps", "diverging",
-                                                         "energy", "lp")}
-    records["step_size"] = np.broadcast_to(eps[:, None], (c, num_samples)).copy()
+            eps = averaging.learn(stats["accept_prob"])
+            if collect[i]:
+                welford.add(state[0])
+            if i in ends:
+                inverse = welford.regularized()
+                metric = _DenseMetric(inverse) if dense_mass else _DiagonalMetric(inverse)
+                welford = _Welford(d, dense_mass)
+                eps = yield from _find_step_size(metric, state, eps, rng)
+                averaging.restart(eps)
+        if callback is not None:
+            callback("warmup", eps, stats["diverging"])
+    if adapt and num_warmup:
+        eps = averaging.final()
+    positions = np.empty((num_samples, d))
+    records = {name: np.empty(num_samples, dtype=kind) for name, kind in STAT_TYPES.items()}
+    for i in range(num_samples):
+        state, stats = yield from kernel.transition(metric, state, eps, rng)
+        positions[i] = state[0]
+        for name, value in stats.items():
+            records[name][i] = value
+        if callback is not None:
+            callback("sample", eps, stats["diverging"])
+    records["step_size"] = np.full(num_samples, eps)
     return {"positions": positions, "stats": records, "step_size": eps, "inverse_mass": metric.inverse}
 
 
@@ -854,7 +691,7 @@ class _MCMC:
             parts = run_tasks(one_chain, chains, chains, [rng_seed] * num_chains, executor,
                               caller=f"{type(self).__name__}.run")
         else:
-            bar = self._bar(progress, num_chains if not vectorize_chains else 1, num_warmup + num_samples)
+            bar = self._bar(progress, num_chains, num_warmup + num_samples)
             callback = None if bar is None else bar.update_with
             try:
                 if vectorize_chains and num_chains > 1 and self._vectorizes(potential, num_chains, init):
@@ -896,16 +733,17 @@ class _MCMC:
         from tqdm.auto import tqdm  # imported on use: `import ppl` stays light
 
         bar = tqdm(total=num_runs * per_run, desc=type(self).__name__, mininterval=0.25)
+        divergences = {"warmup": 0, "sample": 0}
 
-        def update_with(phase, eps, divergences):
-            if phase == "rerun":  # run_chains starts its chains over: one more run's worth of iterations
+        def update_with(phase, eps, diverging):
+            if phase == "rerun":  # run_chains starts a chain over: one more run's worth of iterations
                 bar.total += per_run
                 bar.refresh()
                 return
             bar.update(1)
+            divergences[phase] += diverging
             if bar.n % 20 == 0:
-                bar.set_postfix(phase=phase, step_size=f"{float(np.mean(eps)):.3g}", divergences=divergences,
-                                refresh=False)
+                bar.set_postfix(phase=phase, step_size=f"{eps:.3g}", divergences=divergences[phase], refresh=False)
 
         bar.update_with = update_with
         return bar
