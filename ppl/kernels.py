@@ -412,6 +412,8 @@ def _sum_rule(op, argnum, g, args, ans, let):
     else:
         axes = {a % len(shape) for a in ((axis,) if isinstance(axis, int) else axis)}
         kept = tuple(1 if i in axes else n for i, n in enumerate(shape))
+    if kept == shape:  # summed over axes of size one only: the view would be the reshape itself
+        return f"_reshape({g}, {kept!r})"
     return f"_broadcast_view(_reshape({g}, {kept!r}), {shape!r})"
 
 

@@ -244,7 +244,7 @@ def _generate(ops, input_shapes, out, reported):
         lines.append(f"    {names[r + k]} = f{k}({', '.join(args)}{keywords})")
         arguments.append(args)
     grads = {out: f"g{out}"}
-    lines.append(f"    g{out} = np.ones_like({names[out]})")
+    lines.append(f"    g{out} = np.ones(())")  # the scalar's own gradient (``record`` checks it is a scalar)
 
     def add(slot, expr):
         lines.append(f"    g{slot} = {expr}" if slot not in grads else f"    g{slot} = _add(g{slot}, {expr})")

@@ -151,17 +151,18 @@ def _drive(energy, runs):
     lockstep, as with masks, costs about twice that: every transition waits
     for the deepest tree).
     """
-    requests = {i: next(run) for i, run in enumerate(runs)}
+    chains, points = list(range(len(runs))), [next(run) for run in runs]
     results = [None] * len(runs)
-    while requests:
-        chains = list(requests)
-        values, grads = energy(np.stack([requests[i] for i in chains]))
-        for row, i in enumerate(chains):
+    while chains:
+        values, grads = energy(np.stack(points) if len(points) > 1 else points[0][None])
+        values, waiting, points = values.tolist(), chains, []
+        chains = []
+        for row, i in enumerate(waiting):
             try:
-                requests[i] = runs[i].send((float(values[row]), grads[row]))
+                points.append(runs[i].send((values[row], grads[row])))
+                chains.append(i)
             except StopIteration as stop:
                 results[i] = stop.value
-                del requests[i]
     return results
 
 

@@ -294,7 +294,9 @@ class Potential:
     def _join(self, grads, lead):
         if not grads:
             return np.zeros(lead + (0,))
-        return np.concatenate([np.reshape(g, lead + (-1,)) for g in grads], axis=-1)
+        shape = lead + (-1,)
+        return np.concatenate([g.reshape(shape) if type(g) is np.ndarray else np.reshape(g, shape) for g in grads],
+                              axis=-1)
 
     def value_and_grad(self, flat):
         """U and dU/du at ``flat``: a float and (D,) for shape (D,); (C,) and (C, D) for (C, D)."""
@@ -321,8 +323,12 @@ class Potential:
 
     def _batched(self, flat):
         c = len(flat)
-        values, grads = self._evaluate(c, self._batched_objective(c), self._split(flat, c))
-        return np.array(values, dtype=float), self._join(grads, (c,))
+        tape = self._tapes.get(c)
+        if type(tape) is Tape:  # the sampler's hot path: no objective to build
+            values, grads = tape.value_and_grads(self._split(flat, c))
+        else:
+            values, grads = self._evaluate(c, self._batched_objective(c), self._split(flat, c))
+        return np.asarray(values, dtype=float), self._join(grads, (c,))
 
     def _batched_objective(self, c):
         reduce = particle_reducer(c, self.batch_ndim)
