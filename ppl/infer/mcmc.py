@@ -203,16 +203,19 @@ def _subtree(metric, depth, q, p, grad, pot, step, h0, uniforms):
     A divergence or a U-turn ends it (the subtree is invalid).
     """
     levels = depth + 1
-    half = 0.5 * step
+    half, sharp = 0.5 * step, metric.sharp
     lsw, sum_metro, num_steps, divergent, valid = -math.inf, 0.0, 0, False, True
     proposal = (q, p, grad, pot)
     prefix = np.zeros_like(q)
     before, begin_p, begin_sharp = [None] * levels, [None] * levels, [None] * levels
     end_p, end_sharp = [None] * levels, [None] * levels
     for k in range(1 << depth):
-        q, p, grad, pot = yield from _leapfrog(metric, q, p, grad, step, half)
-        p_sharp = metric.sharp(p)
-        h = pot + _kinetic(p, p_sharp)
+        p_half = p - half * grad  # the leapfrog step, inlined: it is the innermost loop
+        q = q + step * sharp(p_half)
+        pot, grad = yield q
+        p = p_half - half * grad
+        p_sharp = sharp(p)
+        h = pot + 0.5 * float(p.dot(p_sharp))
         if h != h:
             h = math.inf
         w = h0 - h
@@ -264,7 +267,8 @@ class _NUTSKernel:
             u = rng.random(2 + (1 << j))
             forward = u[0] > 0.5
             start = right if forward else left
-            sub = yield from _subtree(metric, j, *start[:4], (1.0 if forward else -1.0) * step_size, h0, u[2:])
+            sub = yield from _subtree(metric, j, *start[:4], (1.0 if forward else -1.0) * step_size, h0,
+                                      u[2:].tolist())
             num_steps += sub.num_steps
             sum_metro += sub.sum_metro
             divergent = divergent or sub.divergent
