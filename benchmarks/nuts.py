@@ -14,7 +14,11 @@ tracing, warm-up and sampling), 4 chains x (1000 warm-up + 1000 draws) on
 eight_schools_noncentered and kidiq_momiq: seconds and the smallest bulk ESS
 per second; and, with ``--posteriors``, the posteriordb comparison of each.
 
-    python benchmarks/nuts.py [--repeats 20] [--runs [--dense] [--init uniform|laplace] [--chains 4] [--regressions | --posteriors NAME ...]]
+    python benchmarks/nuts.py [--repeats 20] [--runs [--dense] [--init uniform|laplace] [--chains 4] [--regressions | --posteriors NAME ...] [--numpyro PYTHON]]
+
+``--numpyro PYTHON`` times NumPyro's NUTS on the same two default runs in
+that interpreter (NumPyro is not a dependency: give one that has it), in
+the same table, with ppl's speed-up over it.
 
 ``--regressions`` runs every regression posterior (``posteriordb.REGRESSIONS``)
 and eight_schools_noncentered: the ones tests/test_mcmc_posteriordb.py does
@@ -174,10 +178,47 @@ print(repr((seconds, ess, rhat, result.divergences, cmp.worst_z, cmp.worst_sd_ra
 """
 
 
-def run_table(names, dense_mass=False, init="uniform", chains=4):
+# NumPyro's NUTS on the same posteriors and settings (its defaults are Stan's: diagonal mass, windowed warm-up,
+# target 0.8), chains one after another ("sequential": one CPU device), timed as ppl's runs are.
+NUMPYRO_RUN = """
+import time
+t0 = time.perf_counter()
+import json
+import jax, jax.numpy as jnp
+import numpy as np
+import numpyro, numpyro.distributions as dist
+from numpyro.infer import MCMC, NUTS
+data = json.load(open({path!r}))["data"]
+
+def eight_schools_noncentered(y, sigma):
+    theta_trans = numpyro.sample("theta_trans", dist.Normal(0.0, 1.0).expand([len(y)]))
+    mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
+    tau = numpyro.sample("tau", dist.HalfCauchy(5.0))
+    numpyro.sample("y", dist.Normal(theta_trans * tau + mu, sigma), obs=y)
+
+def kidscore_momiq(kid_score, mom_iq):
+    beta = numpyro.sample("beta", dist.ImproperUniform(dist.constraints.real, (), (2,)))
+    sigma = numpyro.sample("sigma", dist.HalfCauchy(2.5))
+    numpyro.sample("kid_score", dist.Normal(beta[0] + beta[1] * mom_iq, sigma), obs=kid_score)
+
+model, keys = {{"eight_schools-eight_schools_noncentered": (eight_schools_noncentered, ("y", "sigma")),
+               "kidiq-kidscore_momiq": (kidscore_momiq, ("kid_score", "mom_iq"))}}[{name!r}]
+mcmc = MCMC(NUTS(model), num_warmup=1000, num_samples=1000, num_chains={chains}, chain_method="sequential",
+            progress_bar=False)
+mcmc.run(jax.random.PRNGKey(0), *[jnp.asarray(data[k], dtype=float) for k in keys], extra_fields=("num_steps",))
+jax.block_until_ready(mcmc.get_samples())
+print(repr((time.perf_counter() - t0, float(np.mean(mcmc.get_extra_fields()["num_steps"])))))
+"""
+NUMPYRO_POSTERIORS = ("eight_schools-eight_schools_noncentered", "kidiq-kidscore_momiq")
+
+
+def run_table(names, dense_mass=False, init="uniform", chains=4, numpyro=None):
+    """``numpyro``: an interpreter with numpyro installed; its NUTS is timed on the same runs (the default
+    settings only), and the table gains its seconds, steps per draw and ppl's speed-up."""
+    numpyro = numpyro if not dense_mass and init == "uniform" else None
     print(f"# NUTS(dense_mass={dense_mass}, init={init!r}), {chains} chains x (1000 warm-up + 1000 draws), rng_seed=0, one fresh process each")
     print(f"{'posterior':42s}{'s':>8s}{'min ESS':>9s}{'ESS/s':>8s}{'R-hat':>7s}{'div':>5s}{'|z|':>7s}"
-          f"{'sd ratio':>9s}{'steps':>7s}")
+          f"{'sd ratio':>9s}{'steps':>7s}" + (f"{'NumPyro s':>11s}{'steps':>7s}{'speed-up':>9s}" if numpyro else ""))
     for name in names:
         out = subprocess.run([sys.executable, "-c", RUN.format(name=name, dense=dense_mass, init=init, chains=chains)], capture_output=True, text=True)
         if out.returncode:
@@ -185,8 +226,16 @@ def run_table(names, dense_mass=False, init="uniform", chains=4):
             continue
         seconds, ess, rhat, div, z, ratio, steps, _ = eval(out.stdout.strip().splitlines()[-1])
         wall = seconds  # measured inside the fresh interpreter from before its imports
-        print(f"{name:42s}{wall:8.1f}{ess:9.0f}{ess / wall:8.0f}{rhat:7.3f}{div:5d}{z:7.3f}{ratio:9.3f}{steps:7.1f}",
-              flush=True)
+        line = f"{name:42s}{wall:8.1f}{ess:9.0f}{ess / wall:8.0f}{rhat:7.3f}{div:5d}{z:7.3f}{ratio:9.3f}{steps:7.1f}"
+        if numpyro and name in NUMPYRO_POSTERIORS:
+            code = NUMPYRO_RUN.format(path=os.path.join(data_dir(), f"{name}.json"), name=name, chains=chains)
+            other = subprocess.run([numpyro, "-c", code], capture_output=True, text=True)
+            if other.returncode:
+                line += f"  NumPyro failed: {other.stderr.strip().splitlines()[-1]}"
+            else:
+                numpyro_seconds, numpyro_steps = eval(other.stdout.strip().splitlines()[-1])
+                line += f"{numpyro_seconds:11.1f}{numpyro_steps:7.1f}{numpyro_seconds / wall:9.2f}"
+        print(line, flush=True)
 
 
 DEFAULT_RUNS = ["eight_schools-eight_schools_noncentered", "kidiq-kidscore_momiq"]
@@ -205,6 +254,8 @@ def main(argv=None):
                         help="--runs with NUTS(init=...): Stan's uniform start, or the Laplace start and metric")
     parser.add_argument("--chains", type=int, default=4, help="--runs with this many chains")
     parser.add_argument("--skip-potential", action="store_true")
+    parser.add_argument("--numpyro", metavar="PYTHON", help="--runs: also time NumPyro's NUTS (default settings, "
+                        "chains in sequence) on eight schools and kidiq, run by this interpreter (one with numpyro)")
     args = parser.parse_args(argv)
     print("# python benchmarks/nuts.py " + " ".join(argv if argv is not None else sys.argv[1:]))
     print(f"# {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
@@ -218,7 +269,7 @@ def main(argv=None):
             from ppl.testing.posteriordb import REGRESSIONS
 
             names = [DEFAULT_RUNS[0], *REGRESSIONS]
-        run_table(names, args.dense, args.init, args.chains)
+        run_table(names, args.dense, args.init, args.chains, args.numpyro)
 
 
 if __name__ == "__main__":
