@@ -413,8 +413,10 @@ def _sum_rule(op, argnum, g, args, ans, let):
         axes = {a % len(shape) for a in ((axis,) if isinstance(axis, int) else axis)}
         kept = tuple(1 if i in axes else n for i, n in enumerate(shape))
     if kept == shape:  # summed over axes of size one only: the view would be the reshape itself
-        return f"_reshape({g}, {kept!r})"
-    return f"_broadcast_view(_reshape({g}, {kept!r}), {shape!r})"
+        expr = f"_reshape({g}, {kept!r})"
+    else:
+        expr = f"_broadcast_view(_reshape({g}, {kept!r}), {shape!r})"
+    return tape.Constant(expr, g.value) if isinstance(g, tape.Constant) else expr
 
 
 def _unbroadcast_code(expr, arg, ans_shape):
@@ -431,7 +433,10 @@ def _unbroadcast_code(expr, arg, ans_shape):
 
 def _add_n_rule(op, argnum, g, args, ans, let):
     sign = op.kwargs["signs"][argnum]
-    return _unbroadcast_code(g if sign == 1.0 else f"{sign!r} * {g}", op.args[argnum], op.shape)
+    expr = _unbroadcast_code(g if sign == 1.0 else f"{sign!r} * {g}", op.args[argnum], op.shape)
+    if isinstance(g, tape.Constant) and expr is not None and np.shape(op.args[argnum]) == op.shape:
+        return tape.Constant(expr, sign * g.value)  # the product autograd's vector would hold everywhere
+    return expr
 
 
 def _normal_log_prob_rule(op, argnum, g, args, ans, let):
@@ -443,14 +448,14 @@ def _normal_log_prob_rule(op, argnum, g, args, ans, let):
         z = let(f"({v} - {m}) * {inv_scale}")
         d_loc = let(f"{z} * {inv_scale}")
         if argnum == 2:
-            return _unbroadcast_code(f"{g} * ({z} * {z} - 1.0) * {inv_scale}", scale, op.shape)
+            return _unbroadcast_code(f"{tape.times(g, f'{z} * {z} - 1.0')} * {inv_scale}", scale, op.shape)
     elif type(scale) is float and scale == 1.0 and type(loc) is float and loc == 0.0:
         d_loc = v
     elif isinstance(diff := value - loc, np.ndarray) and _fits_in(diff, scale):  # as the VJP chooses
         d_loc = let(f"({v} - {m}) * (1.0 / ({s} * {s}))")
     else:
         d_loc = let(f"({v} - {m}) / ({s} * {s})")
-    g_loc = let(f"{g} * {d_loc}")
+    g_loc = let(tape.times(g, d_loc))
     return _unbroadcast_code(f"-{g_loc}" if argnum == 0 else g_loc, op.args[argnum], op.shape)
 
 

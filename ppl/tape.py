@@ -106,6 +106,29 @@ def _add(a, b):
     return a + b
 
 
+class Constant(str):
+    """The name of a gradient known, when the code is generated, to hold one value ``value`` everywhere (the
+    seed 1, then -1 through a negation, a sum's broadcast, a reshape). A rule may use the value: g * x is x
+    or -x for g = 1 or -1, exactly, so the broadcast array g need not exist; a rule whose result is again
+    one value everywhere returns ``Constant(expr, value)``."""
+
+    def __new__(cls, name, value):
+        self = super().__new__(cls, name)
+        self.value = float(value)
+        return self
+
+
+def times(g, expr):
+    """The code of g * (expr), for g a gradient's name: without the product when g is the constant 1 or -1
+    (multiplying by +-1 is exact, so the values are the same)."""
+    value = getattr(g, "value", None)
+    if value == 1.0:
+        return f"({expr})"
+    if value == -1.0:
+        return f"-({expr})"
+    return f"{g} * ({expr})"
+
+
 # The names every replay's code may call, besides those a rule adds through ``defrule``.
 _HELPERS = {"np": np, "_reshape": _reshape, "_dense": _dense, "_add": _add}
 
@@ -130,13 +153,20 @@ def _elementwise(*templates):
     def rule(op, argnum, g, args, ans, let):
         if op.kwargs or len(op.args) != len(templates):
             return None
-        expr = templates[argnum].format(g=g, ans=ans, x=args[0], y=args[-1])
-        return _sum_back(expr, np.shape(op.args[argnum]), op.shape)
+        template = templates[argnum]
+        expr = _sum_back(template.format(g=g, ans=ans, x=args[0], y=args[-1]), np.shape(op.args[argnum]), op.shape)
+        value = getattr(g, "value", None)
+        if value is not None and template in ("{g}", "-{g}") and np.shape(op.args[argnum]) == op.shape:
+            return Constant(expr, value if template == "{g}" else -value)
+        return expr
     return rule
 
 
 def _reshape_back(op, argnum, g, args, ans, let):
-    return f"_reshape({g}, {np.shape(op.args[0])!r})" if argnum == 0 else None
+    if argnum != 0:
+        return None
+    expr = f"_reshape({g}, {np.shape(op.args[0])!r})"
+    return Constant(expr, g.value) if isinstance(g, Constant) else expr
 
 
 def _where_back(op, argnum, g, args, ans, let):
@@ -243,12 +273,16 @@ def _generate(ops, input_shapes, out, reported):
             keywords = f", **kw{k}" if args else f"**kw{k}"
         lines.append(f"    {names[r + k]} = f{k}({', '.join(args)}{keywords})")
         arguments.append(args)
-    grads = {out: f"g{out}"}
+    grads = {out: Constant(f"g{out}", 1.0)}
     lines.append(f"    g{out} = np.ones(())")  # the scalar's own gradient (``record`` checks it is a scalar)
 
     def add(slot, expr):
-        lines.append(f"    g{slot} = {expr}" if slot not in grads else f"    g{slot} = _add(g{slot}, {expr})")
-        grads[slot] = f"g{slot}"
+        if slot in grads:
+            lines.append(f"    g{slot} = _add(g{slot}, {expr})")
+            grads[slot] = f"g{slot}"
+        else:
+            lines.append(f"    g{slot} = {expr}")
+            grads[slot] = Constant(f"g{slot}", expr.value) if isinstance(expr, Constant) else f"g{slot}"
 
     for k in range(out - r, -1, -1):
         op, slot = ops[k], r + k
@@ -280,7 +314,22 @@ def _generate(ops, input_shapes, out, reported):
             namespace[f"shape{i}"] = shape
             inputs.append(f"np.zeros(shape{i})")
     lines.append(f"    return {names[reported]}, [{', '.join(inputs)}]")
-    return "\n".join(_free_dead(lines)) + "\n", namespace
+    return "\n".join(_free_dead(_live(lines))) + "\n", namespace
+
+
+def _live(lines):
+    """The lines without the assignments nothing reads (every recorded function is pure): a constant
+    gradient's array when every rule used its value instead, and the scalar it seeds."""
+    needed, kept = set(_NAME.findall(lines[-1])), [lines[-1]]
+    for line in reversed(lines[1:-1]):
+        target, expr = line.split(" = ", 1)
+        target = target.strip()
+        if target not in needed:
+            continue
+        needed.discard(target)
+        needed.update(_NAME.findall(expr))
+        kept.append(line)
+    return [lines[0]] + kept[::-1]
 
 
 def _free_dead(lines):
@@ -302,7 +351,7 @@ def _free_dead(lines):
     return out + [lines[-1]]
 
 
-_NAME = re.compile(r"\b(?:[vg]\d+|t\d+_\d+)\b")
+_NAME = re.compile(r"\b(?:[vg]\d+|t\d+_\d+|_g)\b")
 
 
 def record(fn, arrays):

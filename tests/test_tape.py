@@ -1,5 +1,6 @@
 """Recorded graphs replayed (ppl.tape) and the potential that replays them: the same numbers as running the
 model, and a model whose arithmetic depends on its values is caught, never replayed wrong."""
+import re
 import warnings
 
 import autograd.numpy as anp
@@ -12,7 +13,7 @@ from hypothesis import strategies as hst
 from scipy.special import logsumexp as scipy_logsumexp
 
 import ppl.distributions as dist
-from ppl import factor, observe, plate, sample
+from ppl import factor, kernels, observe, plate, sample
 from ppl.autodiff import value_and_grads
 from ppl.distributions.special import logsumexp
 from ppl.infer.potential import Potential
@@ -37,6 +38,42 @@ def test_a_replay_is_autograd_bit_for_bit_at_points_other_than_the_recording_one
     assert value == value_ref
     for g, h in zip(grads, grads_ref):
         assert g.shape == h.shape and np.array_equal(g, h)
+
+
+DATA = np.linspace(-1.0, 2.0, 6)
+
+
+def normal_potential(loc, log_scale):
+    """A potential's shape: -(sum over chains of the summed Normal log-density, plus a Jacobian term), so the
+    gradient reaching the density is the constant -1 a replay folds into its rule (g * x written -x)."""
+    scale = anp.exp(log_scale)
+    log_density = kernels.sum(kernels.normal_log_prob(DATA, loc, scale), axis=-1)
+    values = -kernels.add_n(log_density, anp.reshape(log_scale, (2,)), signs=(1.0, 1.0))
+    return kernels.sum(values), values
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(hst.lists(hst.floats(-2, 2), min_size=4, max_size=4), hst.lists(hst.floats(-2, 2), min_size=4, max_size=4))
+def test_a_constant_gradient_folded_into_the_rules_is_still_autograd_bit_for_bit(first, second):
+    to_arrays = lambda v: [np.array(v[:2]).reshape(2, 1), np.array(v[2:]).reshape(2, 1)]  # noqa: E731
+    tape = record(normal_potential, to_arrays(first))
+    assert "-(" in tape.source and "(2, 6))" not in tape.source  # -1 folded: no (2, 6) array of it is made
+    value, grads = tape.value_and_grads(to_arrays(second))
+    value_ref, grads_ref = value_and_grads(lambda *a: normal_potential(*a)[0], to_arrays(second))
+    np.testing.assert_array_equal(value, normal_potential(*to_arrays(second))[1])
+    for g, h in zip(grads, grads_ref):
+        assert g.shape == h.shape and np.array_equal(g, h)
+
+
+def assigned_names_are_read(source):
+    """Every value, gradient and temporary the code assigns is read later or returned (no dead code)."""
+    lines = source.splitlines()[1:]
+    for i, line in enumerate(lines):
+        target = line.split(" = ", 1)[0].strip() if " = " in line else None
+        if target and not any(re.search(rf"\b{target}\b", later.split(" = ", 1)[-1]) for later in lines[i + 1:]
+                              if not later.strip().startswith("del ")):
+            return False
+    return True
 
 
 def test_a_stabilizing_maximum_is_recomputed_not_frozen():
@@ -119,6 +156,7 @@ def test_every_posteriordb_model_replays_as_it_runs(name):
             np.testing.assert_allclose(g, g_ref, rtol=1e-9, atol=1e-9)
     assert on.replay_problem is None
     assert set(on._tapes) == ({None, 3} if on.vectorized else {None})  # a loop over chains replays each
+    assert all(assigned_names_are_read(tape.source) for tape in on._tapes.values())
 
 
 def branch_on_a_scalar(y):
