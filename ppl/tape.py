@@ -187,10 +187,27 @@ def _scatter(g, idx, shape):
     return out
 
 
+def _scatter_add(out, g, idx):
+    """``out + _scatter(g, idx, out.shape)``, in place: ``out`` is a gradient array the replay made itself
+    and nothing else holds (the sum of each element is the same: 0 + g there, out + 0 elsewhere)."""
+    out[idx] += g
+    return out
+
+
+class _Scattered(str):
+    """The code of a ``_scatter``, keeping its parts: a second index of the same array (``beta[0]``, then
+    ``beta[1]``) adds its gradient into the first one's array instead of into new zeros."""
+
+    def __new__(cls, g, idx, shape):
+        self = super().__new__(cls, f"_scatter({g}, {idx}, {shape!r})")
+        self.g, self.idx = g, idx
+        return self
+
+
 def _index_back(op, argnum, g, args, ans, let):
     if argnum != 0 or not _basic_index(op.args[1]) or np.result_type(op.args[0]) != np.float64:
         return None
-    return f"_scatter({g}, {args[1]}, {np.shape(op.args[0])!r})"
+    return _Scattered(g, args[1], np.shape(op.args[0]))
 
 
 for _fun, _templates in ((np.add, ("{g}", "{g}")), (np.subtract, ("{g}", "-{g}")),
@@ -202,7 +219,7 @@ for _fun, _templates in ((np.add, ("{g}", "{g}")), (np.subtract, ("{g}", "-{g}")
 for _fun in (np.reshape, np.expand_dims, np.squeeze, np.ravel):
     defrule(_fun, _reshape_back)
 defrule(np.where, _where_back)
-defrule(ArrayBox.__getitem__, _index_back, _scatter=_scatter)
+defrule(ArrayBox.__getitem__, _index_back, _scatter=_scatter, _scatter_add=_scatter_add)
 
 
 class _Op:
@@ -276,13 +293,20 @@ def _generate(ops, input_shapes, out, reported):
     grads = {out: Constant(f"g{out}", 1.0)}
     lines.append(f"    g{out} = np.ones(())")  # the scalar's own gradient (``record`` checks it is a scalar)
 
+    owned = set()  # slots whose gradient is an array this code made and only it holds: added to in place
+
     def add(slot, expr):
         if slot in grads:
-            lines.append(f"    g{slot} = _add(g{slot}, {expr})")
+            if slot in owned and isinstance(expr, _Scattered):
+                lines.append(f"    g{slot} = _scatter_add(g{slot}, {expr.g}, {expr.idx})")
+            else:
+                lines.append(f"    g{slot} = _add(g{slot}, {expr})")
             grads[slot] = f"g{slot}"
         else:
             lines.append(f"    g{slot} = {expr}")
             grads[slot] = Constant(f"g{slot}", expr.value) if isinstance(expr, Constant) else f"g{slot}"
+            if isinstance(expr, _Scattered):
+                owned.add(slot)
 
     for k in range(out - r, -1, -1):
         op, slot = ops[k], r + k

@@ -65,6 +65,21 @@ def test_a_constant_gradient_folded_into_the_rules_is_still_autograd_bit_for_bit
         assert g.shape == h.shape and np.array_equal(g, h)
 
 
+def coefficients(beta):
+    """beta[0] twice and beta[1], beta[2] once: the later indexes add into the first one's gradient array."""
+    return anp.sum(beta[0] * DATA + beta[1] * DATA ** 2 + anp.exp(beta[2]) * beta[0])
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(hst.lists(hst.floats(-2, 2), min_size=3, max_size=3), hst.lists(hst.floats(-2, 2), min_size=3, max_size=3))
+def test_gradients_of_several_indexes_of_one_array_add_in_place_and_equal_autograds(first, second):
+    tape = record(lambda beta: (lambda s: (s, s))(coefficients(beta)), [np.array(first)])
+    assert tape.source.count("_scatter_add(") == 3
+    value, (grad,) = tape.value_and_grads([np.array(second)])
+    value_ref, (grad_ref,) = value_and_grads(coefficients, [np.array(second)])
+    assert value == value_ref and np.array_equal(grad, grad_ref)
+
+
 def assigned_names_are_read(source):
     """Every value, gradient and temporary the code assigns is read later or returned (no dead code)."""
     lines = source.splitlines()[1:]
