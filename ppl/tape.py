@@ -47,11 +47,12 @@ def nondifferentiable(f):
 
 
 class _TapeNode(Node):
-    __slots__ = ("fun", "args", "kwargs", "argnums", "parents", "index", "shape")
+    __slots__ = ("fun", "args", "kwargs", "argnums", "parents", "index", "shape", "dtype")
 
     def __init__(self, value, fun, args, kwargs, parent_argnums, parents):
         self.fun, self.args, self.kwargs = fun, args, kwargs
         self.argnums, self.parents, self.index, self.shape = parent_argnums, parents, next(_order), np.shape(value)
+        self.dtype = getattr(value, "dtype", None)
 
     def initialize_root(self, index):
         self.fun, self.args, self.kwargs, self.argnums, self.parents, self.index = None, (), {}, (), (), index
@@ -226,11 +227,11 @@ class _Op:
     """One recorded primitive: its raw function, arguments (constants, or ``links`` (argnum, slot) to
     earlier values), the links a gradient flows back along and the VJP maker (None: no gradient)."""
 
-    __slots__ = ("fun", "args", "kwargs", "links", "back", "vjpmaker", "shape")
+    __slots__ = ("fun", "args", "kwargs", "links", "back", "vjpmaker", "shape", "dtype")
 
     def __init__(self, node, links, back, vjpmaker):
         self.fun, self.args, self.kwargs, self.shape = node.fun.fun, node.args, node.kwargs, node.shape
-        self.links, self.back, self.vjpmaker = links, back, vjpmaker
+        self.links, self.back, self.vjpmaker, self.dtype = links, back, vjpmaker, node.dtype
 
 
 class Tape:
@@ -303,6 +304,10 @@ def _generate(ops, input_shapes, out, reported):
                 lines.append(f"    g{slot} = _add(g{slot}, {expr})")
             grads[slot] = f"g{slot}"
         else:
+            if isinstance(expr, Constant) and slot >= r and ops[slot - r].dtype == np.float64:
+                # one value everywhere, of a shape known now: made once, read-only, not at every replay
+                namespace[f"k{slot}"] = _constant(ops[slot - r].shape, expr.value)
+                expr = Constant(f"k{slot}", expr.value)
             lines.append(f"    g{slot} = {expr}")
             grads[slot] = Constant(f"g{slot}", expr.value) if isinstance(expr, Constant) else f"g{slot}"
             if isinstance(expr, _Scattered):
@@ -339,6 +344,12 @@ def _generate(ops, input_shapes, out, reported):
             inputs.append(f"np.zeros(shape{i})")
     lines.append(f"    return {names[reported]}, [{', '.join(inputs)}]")
     return "\n".join(_free_dead(_live(lines))) + "\n", namespace
+
+
+def _constant(shape, value):
+    array = np.full(shape, value)
+    array.flags.writeable = False
+    return array
 
 
 def _live(lines):
