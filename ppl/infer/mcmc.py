@@ -124,7 +124,7 @@ class _Energy:
         except (SupportError, FloatingPointError, np.linalg.LinAlgError):
             rows = [self._one(x) for x in q]
             values, grads = np.array([r[0] for r in rows]), np.stack([r[1] for r in rows])
-        if np.isfinite(values.sum() + grads.sum()):  # the common case, in two reductions
+        if math.isfinite(np.add.reduce(values) + np.add.reduce(grads, axis=None)):  # the common case, cheaply
             return values, grads
         bad = ~(np.isfinite(values) & np.all(np.isfinite(grads), axis=-1))
         if bad.any():
@@ -206,7 +206,7 @@ def _subtree(metric, depth, q, p, grad, pot, step, h0, uniforms):
     half, sharp = 0.5 * step, metric.sharp
     lsw, sum_metro, num_steps, divergent, valid = -math.inf, 0.0, 0, False, True
     proposal = (q, p, grad, pot)
-    prefix = np.zeros_like(q)
+    prefix = np.zeros(q.shape)
     before, begin_p, begin_sharp = [None] * levels, [None] * levels, [None] * levels
     end_p, end_sharp = [None] * levels, [None] * levels
     for k in range(1 << depth):
