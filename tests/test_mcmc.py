@@ -12,7 +12,8 @@ import ppl
 import ppl.distributions as dist
 from ppl import observe, plate, sample
 from ppl.infer import diagnostics
-from ppl.infer.mcmc import HMC, NUTS, _logaddexp, window_schedule
+from ppl.infer.mcmc import HMC, NUTS, _logaddexp, _NUTSKernel, run_chains, window_schedule
+from ppl.infer.potential import Potential
 from test_potential import eight_schools as eight_schools_centered  # the centred parameterization
 
 X = np.array([0.9, 1.7, 0.3, 2.2, 1.1, 1.4])
@@ -148,6 +149,30 @@ def test_vectorized_and_sequential_chains_give_identical_draws(dense):
     np.testing.assert_array_equal(vectorized.positions, again.positions)
     other = run_quiet(NUTS(linear_regression), 60, *REGRESSION, num_warmup=60, num_chains=3, rng_seed=6)
     assert not np.array_equal(vectorized.positions, other.positions)
+
+
+class CountingPotential(Potential):
+    """A potential that counts its evaluations (one per batch of chains)."""
+
+    calls = 0
+
+    def value_and_grad(self, flat):
+        self.calls += 1
+        return super().value_and_grad(flat)
+
+
+def test_batched_chains_cost_as_many_evaluations_as_their_longest_chain():
+    """No chain waits for another's tree: the batched run makes exactly as many evaluations as the chain that
+    needs most, alone (a lockstep per tree would make about twice as many here)."""
+    def evaluations(chains):
+        potential = CountingPotential(linear_regression, REGRESSION)
+        run = run_chains(potential, _NUTSKernel(10), chains, 5, 60, 60)
+        return potential.calls, run["stats"]["num_steps"]
+
+    together, steps = evaluations([0, 1, 2])
+    alone = [evaluations([c])[0] for c in range(3)]
+    assert together == max(alone) and together < sum(alone) / 2
+    assert np.any(steps.sum(axis=1) != steps.sum(axis=1)[0])  # the chains did take different numbers of steps
 
 
 @settings(max_examples=200, deadline=None)
