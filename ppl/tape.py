@@ -11,7 +11,12 @@ Python function (``Tape.source``): the raw NumPy calls in order, then the
 gradients in reverse, as code where a rule knows the primitive (the shapes
 are known, so every sum back over broadcast axes is planned once) and
 through the primitive's VJP maker where not. The same arithmetic, with none
-of the Python around it.
+of the Python around it. Three plans made once make it lighter than the
+graph it came from: a gradient known to be one value everywhere (a
+potential's seed, -1 after its negation) is a constant made once, and a
+rule multiplies by it as code (g * x is -x for g = -1, exactly); a second
+index of one array adds its gradient into the first one's array; and an
+assignment nothing reads is dropped.
 
 A replay is only right if the arithmetic does not depend on the values.
 Comparisons and other functions without a gradient are recorded (replayed
