@@ -21,7 +21,7 @@ After a few evaluations of a shape (one flat vector, or C chains) the model
 does not run at all: the third records its arithmetic (``ppl.tape``), the
 recording is checked against the first, fresh, run at its point, and every
 later evaluation replays it, without the handlers, the distributions'
-constructors or autograd's boxes (7x faster on eight schools,
+constructors or autograd's boxes (10x faster on eight schools,
 ``benchmarks/nuts.py``). Batches of more than ``RECORD_MAX_CHAINS`` are not
 recorded: their cost is arithmetic, not Python. A model whose arithmetic depends on its values
 (control flow, a value read out of autograd's sight) keeps running as
