@@ -210,6 +210,9 @@ def test_hmc_recovers_conjugate_normal():
     assert result.std["mu"] == pytest.approx(sd, rel=0.08)
     assert 0.8 < result.stats["accept_prob"].mean() <= 1.0
     assert np.all(result.stats["num_steps"] == 8)
+    alone = run_quiet(HMC(normal_normal, step_size=0.3, num_steps=8), 1500, X, num_warmup=200, num_chains=2,
+                      vectorize_chains=False)
+    np.testing.assert_array_equal(result.positions, alone.positions)  # batched chains draw what lone ones do
 
 
 def test_result_summary_sample_and_deterministic_sites():
