@@ -122,7 +122,7 @@ def _normal_log_prob_vjp(argnums, ans, args, kwargs):
         d_loc = z * inv_scale
     elif type(scale) is float and scale == 1.0 and type(loc) is float and loc == 0.0:
         d_loc = value  # the standard Normal: read only, never written
-    elif isinstance(diff := value - loc, np.ndarray) and _fits_in(diff, scale):  # as the VJP chooses
+    elif isinstance(diff, np.ndarray) and _fits_in(diff, scale):
         diff *= 1.0 / (scale * scale)
         d_loc = diff
     else:
