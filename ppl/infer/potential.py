@@ -225,21 +225,27 @@ class Potential:
         return flat
 
     def _single(self, flat):
-        value, grads = self._evaluate(None, self._single_objective, self._split(flat))
+        value, grads = self._evaluate(None, self._split(flat))
         return float(value), self._join(grads, ())
 
     def _single_objective(self, *pieces):
         u = -self._run(pieces, sum_all)[0]
         return u, u
 
-    def _evaluate(self, key, objective, pieces):
-        """``objective``'s value and gradients at ``pieces``, replayed from the tape of this shape ``key``
-        once there is one. A shape is recorded at its ``RECORD_AT``-th evaluation (a shape met once or twice,
-        as Laplace's Hessian batches are, does not pay for a recording), and the tape is kept only if its
-        replay at the shape's first point equals that point's fresh evaluation."""
+    def _objective(self, key):
+        """What is differentiated for a shape: one flat vector (``key`` None) or a batch of ``key`` chains."""
+        return self._single_objective if key is None else self._batched_objective(key)
+
+    def _evaluate(self, key, pieces):
+        """The value and gradients at ``pieces``, replayed from the tape of this shape ``key`` once there is
+        one (the sampler's hot path: nothing else is built). A shape is recorded at its ``RECORD_AT``-th
+        evaluation (a shape met once or twice, as Laplace's Hessian batches are, does not pay for a
+        recording), and the tape is kept only if its replay at the shape's first point equals that point's
+        fresh evaluation."""
         tape = self._tapes.get(key)
-        if isinstance(tape, Tape):
+        if type(tape) is Tape:
             return tape.value_and_grads(pieces)
+        objective = self._objective(key)
         if not self.replay or self.replay_problem is not None or key is not None and key > RECORD_MAX_CHAINS:
             return _fresh(objective, pieces)
         if tape is None:
@@ -273,12 +279,12 @@ class Potential:
             if not isinstance(tape, Tape):
                 continue
             if key is None:
-                points = [(self._single_objective, self._split(row)) for row in flat]
+                points = [self._split(row) for row in flat]
             else:  # the rows in batches of ``key`` (the last one filled up from the first rows)
                 rows = np.resize(flat, (-(-len(flat) // key) * key, self.dim)).reshape(-1, key, self.dim)
-                points = [(self._batched_objective(key), self._split(batch, key)) for batch in rows]
-            if not all(tape.agrees(lambda pieces, objective=objective: _fresh(objective, pieces), pieces)
-                       for objective, pieces in points):
+                points = [self._split(batch, key) for batch in rows]
+            objective = self._objective(key)
+            if not all(tape.agrees(lambda p: _fresh(objective, p), pieces) for pieces in points):
                 return False
         return True
 
@@ -323,11 +329,7 @@ class Potential:
 
     def _batched(self, flat):
         c = len(flat)
-        tape = self._tapes.get(c)
-        if type(tape) is Tape:  # the sampler's hot path: no objective to build
-            values, grads = tape.value_and_grads(self._split(flat, c))
-        else:
-            values, grads = self._evaluate(c, self._batched_objective(c), self._split(flat, c))
+        values, grads = self._evaluate(c, self._split(flat, c))
         return np.asarray(values, dtype=float), self._join(grads, (c,))
 
     def _batched_objective(self, c):
