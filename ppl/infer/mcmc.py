@@ -203,19 +203,16 @@ def _subtree(metric, depth, q, p, grad, pot, step, h0, uniforms):
     A divergence or a U-turn ends it (the subtree is invalid).
     """
     levels = depth + 1
-    half, sharp = 0.5 * step, metric.sharp
+    half = 0.5 * step
     lsw, sum_metro, num_steps, divergent, valid = -math.inf, 0.0, 0, False, True
     proposal = (q, p, grad, pot)
     prefix = np.zeros(q.shape)
     before, begin_p, begin_sharp = [None] * levels, [None] * levels, [None] * levels
     end_p, end_sharp = [None] * levels, [None] * levels
     for k in range(1 << depth):
-        p_half = p - half * grad  # the leapfrog step, inlined: it is the innermost loop
-        q = q + step * sharp(p_half)
-        pot, grad = yield q
-        p = p_half - half * grad
-        p_sharp = sharp(p)
-        h = pot + 0.5 * float(p.dot(p_sharp))
+        q, p, grad, pot = yield from _leapfrog(metric, q, p, grad, step, half)
+        p_sharp = metric.sharp(p)
+        h = pot + _kinetic(p, p_sharp)
         if h != h:
             h = math.inf
         w = h0 - h
