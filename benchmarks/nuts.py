@@ -209,7 +209,6 @@ mcmc.run(jax.random.PRNGKey(0), *[jnp.asarray(data[k], dtype=float) for k in key
 jax.block_until_ready(mcmc.get_samples())
 print(repr((time.perf_counter() - t0, float(np.mean(mcmc.get_extra_fields()["num_steps"])))))
 """
-NUMPYRO_POSTERIORS = ("eight_schools-eight_schools_noncentered", "kidiq-kidscore_momiq")
 
 
 def run_table(names, dense_mass=False, init="uniform", chains=4, numpyro=None):
@@ -227,7 +226,7 @@ def run_table(names, dense_mass=False, init="uniform", chains=4, numpyro=None):
         seconds, ess, rhat, div, z, ratio, steps, _ = eval(out.stdout.strip().splitlines()[-1])
         wall = seconds  # measured inside the fresh interpreter from before its imports
         line = f"{name:42s}{wall:8.1f}{ess:9.0f}{ess / wall:8.0f}{rhat:7.3f}{div:5d}{z:7.3f}{ratio:9.3f}{steps:7.1f}"
-        if numpyro and name in NUMPYRO_POSTERIORS:
+        if numpyro and name in DEFAULT_RUNS:  # the two models NUMPYRO_RUN has
             code = NUMPYRO_RUN.format(path=os.path.join(data_dir(), f"{name}.json"), name=name, chains=chains)
             other = subprocess.run([numpyro, "-c", code], capture_output=True, text=True)
             if other.returncode:
