@@ -25,8 +25,10 @@ def main():
     run = dict(num_simulations=40, bins=5, rng_seed=0)
     uninterrupted = diagnostics.sbc(sbc_model, exact_posterior, **run).ranks["mu"]
     report = {}
-    # One retry: the replacement worker dies too, and the run must stop with KilledWorker named.
-    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+    # One retry: the replacement worker dies too, and the run must stop with KilledWorker named. A worker is
+    # sent no more tasks than it runs at once (saturation 1.0; Dask's default 1.1 queues one more), so no
+    # other task is on it when it dies and charged with its death.
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1, "distributed.scheduler.worker-saturation": 1.0}):
         with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None) as cluster, \
                 Client(cluster) as client:
             try:
